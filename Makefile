@@ -1,0 +1,27 @@
+# Two commands do all set-up on a fresh machine: `make quickstart` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: quickstart test test-slow lint clean install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/sdk quickstart --out runs/quickstart
+
+test: $(STAMP)
+	TRITON_INTERPRET=1 $(BIN)/python -m pytest -q tests
+
+test-slow: $(STAMP)
+	TRITON_INTERPRET=1 $(BIN)/python -m pytest -q -m slow tests
+
+clean:
+	rm -rf runs .pytest_cache build *.egg-info

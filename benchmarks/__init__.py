@@ -1,0 +1,1 @@
+"""Latency/throughput harness behind ``sdk benchmark``."""

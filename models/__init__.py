@@ -1,0 +1,1 @@
+"""Detector definitions, the model-name registry and one DeployModule per family."""

@@ -1,0 +1,1 @@
+"""Deployable (static-shape, export-ready) modules, one per family."""

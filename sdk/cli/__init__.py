@@ -1,0 +1,1 @@
+"""The ``sdk`` command line (one entry point, one module per subcommand)."""

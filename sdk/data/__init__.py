@@ -1,0 +1,1 @@
+"""Datasets (COCO format), training transforms and the synthetic dataset."""

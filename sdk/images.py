@@ -1,0 +1,158 @@
+"""Image decoding: every accepted input form becomes one RGB uint8 array.
+
+Accepted inputs (``ImageInput``):
+- a file path (``str`` or ``os.PathLike``): decoded with EXIF orientation applied;
+- encoded bytes (``bytes``, ``bytearray``, ``memoryview``): JPEG, PNG, BMP, WebP, TIFF...;
+- a ``PIL.Image.Image``: EXIF orientation applied, any mode converted to RGB;
+- a ``numpy.ndarray`` of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), dtype uint8,
+  uint16 (scaled down by 256) or float (0-1 if its maximum is at most 1, else 0-255).
+  Three/four-channel arrays are BGR(A) unless ``channel_order="rgb"`` (the OpenCV
+  convention, as MMDetection and Ultralytics use).
+
+Grayscale is replicated to three channels, alpha is dropped, 16-bit PNGs become 8-bit.
+The result is always ``np.ndarray`` (H, W, 3) uint8, RGB, C-contiguous.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import cv2
+import numpy as np
+
+from sdk.errors import InputError
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def load_image(image: ImageInput, *, channel_order: str = "bgr") -> np.ndarray:
+    """Return ``image`` as an (H, W, 3) uint8 RGB array; raise ``InputError`` if unreadable."""
+    if channel_order not in ("bgr", "rgb"):
+        raise InputError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+    if isinstance(image, np.ndarray):
+        return _from_array(image, channel_order)
+    if isinstance(image, (str, os.PathLike)):
+        return _from_path(Path(image))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_bytes(bytes(image), source="<bytes>")
+    if _is_pil(image):
+        return _from_pil(image)
+    raise InputError(
+        f"cannot read an image from a {type(image).__name__}: pass a file path, encoded "
+        "bytes, a PIL image or a numpy array (H, W[, C])"
+    )
+
+
+def decode_bytes(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
+    """Decode an encoded image (EXIF orientation applied) into (H, W, 3) uint8 RGB."""
+    if not data:
+        raise InputError(f"{source}: empty image data")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    # IMREAD_COLOR applies EXIF orientation, expands grayscale, drops alpha and
+    # reduces 16-bit to 8-bit: every decoded file leaves here in one form.
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None:
+        return _decode_with_pil(data, source)
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def _from_path(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise InputError(f"image file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not an image (pass the files, or a glob)")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read image file {path}: {exc.strerror or exc}") from exc
+    return decode_bytes(data, source=str(path))
+
+
+def _decode_with_pil(data: bytes, source: str) -> np.ndarray:
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as pil:
+            return _from_pil(pil)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"{source}: not a readable image ({exc})") from exc
+
+
+def _is_pil(obj: Any) -> bool:
+    return type(obj).__module__.startswith("PIL.") and hasattr(obj, "convert")
+
+
+def _from_pil(pil: Any) -> np.ndarray:
+    from PIL import ImageOps
+
+    pil = ImageOps.exif_transpose(pil)
+    if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(pil, dtype=np.float32)
+        arr = (arr / (257.0 if arr.max() > 255 else 1.0)).clip(0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    return np.ascontiguousarray(np.asarray(pil.convert("RGB"), dtype=np.uint8))
+
+
+def _from_array(arr: np.ndarray, channel_order: str) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise InputError(
+            f"image array has shape {arr.shape}; expected (H, W), (H, W, 1), (H, W, 3) or "
+            "(H, W, 4) in HWC layout (convert CHW tensors with arr.transpose(1, 2, 0))"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"image array is empty (shape {arr.shape})")
+    arr = _to_uint8(arr)
+    if arr.ndim == 2:
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    arr = arr[:, :, :3]
+    if channel_order == "bgr":
+        arr = arr[:, :, ::-1]
+    return np.ascontiguousarray(arr)
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return (arr >> 8).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        scale = 255.0 if float(np.nanmax(arr)) <= 1.0 else 1.0
+        return np.nan_to_num(arr * scale).clip(0, 255).round().astype(np.uint8)
+    if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer):
+        return arr.clip(0, 255).astype(np.uint8)
+    raise InputError(f"unsupported image dtype {arr.dtype}; use uint8, uint16 or float")
+
+
+def expand_image_paths(inputs: list[str]) -> list[Path]:
+    """Expand files, folders (their images, sorted) and glob patterns into image paths.
+
+    Raises ``InputError`` naming the first input that matches nothing.
+    """
+    import glob
+
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            out.extend(found)
+        elif path.exists():
+            out.append(path)
+        elif any(ch in item for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True))
+            if not found:
+                raise InputError(f"no files match the pattern {item!r}")
+            out.extend(found)
+        else:
+            raise InputError(f"input not found: {item}")
+    return out

@@ -1,0 +1,1 @@
+"""Runtime backends behind ``Detector``: one small interface, ``infer(batch) -> dict``."""

@@ -1,0 +1,1 @@
+"""gRPC serving (KServe v2 / Triton protocol), dynamic batcher, client, load generator."""

@@ -1,0 +1,1 @@
+"""Custom ops that carry what is awkward to export: batched NMS and multi-level RoIAlign."""

@@ -1,0 +1,1 @@
+"""``sdk::batched_nms``."""

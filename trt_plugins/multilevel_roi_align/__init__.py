@@ -1,0 +1,1 @@
+"""``sdk::multilevel_roi_align``."""
