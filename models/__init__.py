@@ -1,1 +1,31 @@
-"""Detector definitions, the model-name registry and one DeployModule per family."""
+"""Detector definitions, the model-name registry and one DeployModule per family.
+
+    from sdk.models import build_model, list_models
+    model = build_model("fcos_tiny", num_classes=5)          # torch.nn.Module
+    model.eval()(images)  # images: float32 [B, 3, H, W], normalized -> list[dict]
+
+Every family is built from torchvision's components and loads the state_dict of the
+torchvision builder of the same name unchanged (``ModelSpec.torchvision_name``).
+"""
+
+from sdk.models.registry import FAMILIES, ModelSpec, build_model, get_model_spec, list_models, register_model
+
+# Importing the family modules registers their builders.
+from sdk.models import faster_rcnn, fcos, retinanet, ssdlite  # noqa: E402,F401  isort: skip
+from sdk.models.faster_rcnn import FasterRCNN  # noqa: E402
+from sdk.models.fcos import FCOS  # noqa: E402
+from sdk.models.retinanet import RetinaNet  # noqa: E402
+from sdk.models.ssdlite import SSD  # noqa: E402
+
+__all__ = [
+    "FAMILIES",
+    "FCOS",
+    "SSD",
+    "FasterRCNN",
+    "ModelSpec",
+    "RetinaNet",
+    "build_model",
+    "get_model_spec",
+    "list_models",
+    "register_model",
+]

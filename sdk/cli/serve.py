@@ -1,0 +1,114 @@
+"""``sdk serve MODEL_DIR [MODEL_DIR ...]``: the gRPC inference server (KServe v2 / Triton protocol).
+
+Each model is served under its model_dir folder name (``--model-name`` renames a
+single one). Stock ``tritonclient.grpc`` and ``sdk.serving.Client`` talk to it.
+SIGTERM / Ctrl-C drain in-flight requests (``--grace-s``) before exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve model_dirs over gRPC with dynamic batching (KServe v2 / Triton protocol)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR", help="model_dir(s) written by `sdk export`")
+    p.add_argument("--model-name", help="serve the (single) model under this name instead of its folder name")
+    p.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'cuda:N' (default: cpu)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8001, help="gRPC port (default 8001, Triton's)")
+    batching = p.add_argument_group("dynamic batching (Triton's semantics, per model)")
+    batching.add_argument(
+        "--max-batch-size", type=int, help="most images per backend call (default: the model_dir's max batch)"
+    )
+    batching.add_argument(
+        "--max-queue-delay-us", type=int, default=0,
+        help="how long the oldest queued image may wait for a fuller batch, microseconds (default 0: no wait)",
+    )
+    batching.add_argument(
+        "--preferred-batch-size", type=int, nargs="+", default=[], metavar="N",
+        help="batch sizes sent as soon as they can be formed",
+    )
+    batching.add_argument(
+        "--max-queue-size", type=int, default=256,
+        help="requests waiting per model before new ones get RESOURCE_EXHAUSTED (default 256; 0 = unbounded)",
+    )
+    batching.add_argument(
+        "--instances", type=int, default=1, help="inference workers per model, each its own backend session (default 1)"
+    )
+    security = p.add_argument_group("security and limits")
+    security.add_argument("--tls-cert", help="PEM certificate (chain) file; enables TLS together with --tls-key")
+    security.add_argument("--tls-key", help="PEM private key file of --tls-cert")
+    security.add_argument(
+        "--token-file",
+        help="file holding a bearer token; every RPC except ServerLive/ServerReady/health must send "
+        "'authorization: Bearer <token>'",
+    )
+    security.add_argument(
+        "--max-message-mb", type=int, default=64, help="largest request/response message, MiB (default 64)"
+    )
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on http://HOST:PORT/metrics")
+    p.add_argument(
+        "--grace-s", type=float, default=30.0, help="on SIGTERM/SIGINT, seconds to let in-flight requests finish"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from sdk.errors import ConfigError
+    from sdk.serving.auth import read_token_file
+    from sdk.serving.batcher import BatchingConfig
+    from sdk.serving.model import ServedModel
+    from sdk.serving.server import InferenceServer, ServerOptions
+
+    if args.model_name and len(args.model_dirs) > 1:
+        raise ConfigError("--model-name renames a single model; with several model_dirs, name the folders instead")
+    options = ServerOptions(
+        host=args.host,
+        port=args.port,
+        max_message_mb=args.max_message_mb,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        token=read_token_file(args.token_file) if args.token_file else None,
+        metrics_port=args.metrics_port,
+        grace_s=args.grace_s,
+    )
+    _warn_if_exposed(options)
+    models = []
+    for path in args.model_dirs:
+        model = ServedModel.from_model_dir(path, name=args.model_name, device=args.device)
+        batching = BatchingConfig(
+            max_batch_size=args.max_batch_size or model.max_batch,
+            max_queue_delay_us=args.max_queue_delay_us,
+            preferred_batch_sizes=tuple(args.preferred_batch_size),
+            max_queue_size=args.max_queue_size,
+            instances=args.instances,
+        )
+        models.append((model, batching))
+    asyncio.run(InferenceServer(models, options).serve_until_signal())
+    return 0
+
+
+def _warn_if_exposed(options) -> None:
+    try:
+        loopback = ipaddress.ip_address(options.host).is_loopback
+    except ValueError:
+        loopback = options.host == "localhost"
+    if not loopback and (options.tls_cert is None or options.token is None):
+        log.warning(
+            "listening on %s without %s: anyone who can reach this address can use the server",
+            options.host,
+            " and ".join(x for x, on in (("TLS", options.tls_cert), ("a token", options.token)) if on is None),
+        )

@@ -1,0 +1,88 @@
+"""The backend interface behind ``Detector`` and the factory that picks one.
+
+A backend runs one network batch and returns the detection contract
+(ARCHITECTURE.md, contract 2) as numpy arrays; everything before (decoding,
+``sdk.preprocess``) and after (``sdk.postprocess``) is shared by all backends.
+
+Backend modules are imported only when a model_dir asks for them, so running an
+ONNX model never imports TensorRT or torch. Each backend module
+``sdk.runtime.<backend>_backend`` exposes a class (named in ``_BACKEND_CLASSES``)
+constructed as ``cls(loaded_model_dir, device=device)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from sdk.errors import BackendUnavailableError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sdk.manifest import LoadedModelDir
+
+# manifest backend -> (module, class)
+_BACKEND_CLASSES = {
+    "onnxruntime": ("sdk.runtime.onnxruntime_backend", "OnnxRuntimeBackend"),
+    "tensorrt": ("sdk.runtime.tensorrt_backend", "TensorRTBackend"),
+    "aoti": ("sdk.runtime.aoti_backend", "AOTIBackend"),
+}
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs a network on one preprocessed batch.
+
+    Attributes:
+        name: the backend's name (``"onnxruntime"``, ``"tensorrt"``, ``"aoti"``, ``"torch"``).
+        min_batch, max_batch: batch sizes ``infer`` accepts. ``Detector`` splits inputs
+            into chunks of at most ``max_batch`` and pads a smaller final chunk up to
+            ``min_batch`` (a fixed-batch engine has ``min_batch == max_batch``).
+        input_dtype: dtype ``infer`` expects (``uint8`` when the graph normalizes).
+    """
+
+    name: str
+    min_batch: int
+    max_batch: int
+    input_dtype: np.dtype
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run ``batch`` [B, 3, H, W] (``input_dtype``) and return the contract outputs:
+        ``num_dets`` int32 [B, 1], ``boxes`` float32 [B, K, 4] xyxy network-input pixels,
+        ``scores`` float32 [B, K] descending, ``labels`` int32 [B, K]."""
+        ...
+
+
+def create_backend(loaded: "LoadedModelDir", *, device: str = "cpu") -> Backend:
+    """Construct the backend ``loaded.manifest.backend`` names on ``device``.
+
+    Raises ``BackendUnavailableError`` when that backend (its SDK module, its library
+    or the device) is not available here.
+    """
+    name = loaded.manifest.backend
+    if name not in _BACKEND_CLASSES:
+        raise BackendUnavailableError(f"unknown backend {name!r}; this sdk runs {sorted(_BACKEND_CLASSES)}")
+    module_name, class_name = _BACKEND_CLASSES[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise BackendUnavailableError(
+                f"the {name!r} backend is not available in this sdk installation ({module_name} is missing); "
+                "export the model for another backend, e.g. `sdk export CKPT --backend onnxruntime`"
+            ) from exc
+        if exc.name and exc.name.split(".")[0] != "sdk":
+            raise BackendUnavailableError(
+                f"the {name!r} backend needs the Python package {exc.name.split('.')[0]!r}, which is not installed"
+            ) from exc
+        raise  # an sdk module is missing: a packaging bug, keep the traceback
+    return getattr(module, class_name)(loaded, device=device)
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """``"cpu"`` -> ("cpu", 0); ``"cuda"`` / ``"cuda:1"`` -> ("cuda", index)."""
+    kind, _, index = str(device).partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise BackendUnavailableError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return kind, int(index or 0)

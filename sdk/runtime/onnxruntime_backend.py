@@ -1,0 +1,177 @@
+"""ONNX Runtime backend: runs ``model.onnx`` from a model_dir on CPU or the CUDA EP.
+
+Torch-free. Session settings for throughput on CPU: intra-op threads = physical
+cores (hyper-threads only contend for the same FMA units), one inter-op thread with
+sequential execution (a detector graph is a chain; parallel branches buy nothing and
+cost wake-ups), every graph optimization on. Graphs of the ``tensorrt`` flavor
+(``sdk::`` custom-op nodes) run through the ONNX Runtime implementation of those
+ops in ``sdk.trt_plugins.ort_ops``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from sdk.errors import BackendUnavailableError, ModelDirError
+from sdk.manifest import CONTRACT_OUTPUTS
+from sdk.runtime.base import parse_device
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sdk.manifest import LoadedModelDir
+
+log = logging.getLogger(__name__)
+
+_ORT_DTYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(float16)": "float16"}
+
+
+class OnnxRuntimeBackend:
+    """``infer(batch [B, 3, H, W]) -> {output name: ndarray}`` with one ONNX Runtime session.
+
+    Args:
+        loaded: a validated model_dir (``sdk.manifest.load_model_dir``).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (CUDA needs onnxruntime-gpu).
+        intra_op_threads: CPU threads per inference; default the physical cores this
+            process may run on.
+        warmup: run one batch at load, so the first real call is not the slow one.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        loaded: "LoadedModelDir",
+        *,
+        device: str = "cpu",
+        intra_op_threads: int | None = None,
+        warmup: bool = True,
+    ) -> None:
+        manifest = loaded.manifest
+        self.device = device
+        plugin_ops = _plugin_ops(manifest.plugins, manifest.flavor)
+        options = plugin_ops.session_options() if plugin_ops else ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads or physical_cores()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = _providers(device)
+        self.session = _create_session(loaded, options, providers, plugin_ops)
+        if providers[0] != "CPUExecutionProvider" and "CUDAExecutionProvider" not in self.session.get_providers():
+            raise BackendUnavailableError(
+                f"ONNX Runtime could not start its CUDA provider for device={device!r} (CUDA/cuDNN libraries "
+                "missing or mismatched); check `nvidia-smi` and the onnxruntime-gpu install, or use device='cpu'"
+            )
+
+        self.input_name, self.input_dtype, model_batch = self._check_input(loaded)
+        self.output_names = self._check_outputs(loaded)
+        self.min_batch, self.max_batch = manifest.input.min_batch, manifest.input.max_batch
+        if isinstance(model_batch, int) and not self.min_batch == self.max_batch == model_batch:
+            raise ModelDirError(
+                f"{loaded.model_path} has a fixed batch of {model_batch} but the manifest says "
+                f"{self.min_batch}..{self.max_batch}; re-export the model_dir"
+            )
+        h, w = manifest.input.hw
+        if warmup and h > 0 and w > 0:
+            self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
+        log.debug("onnxruntime session on %s, providers %s", loaded.model_path, self.session.get_providers())
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run ``batch`` [B, 3, H, W]; returns every graph output by name (contract 2)."""
+        if batch.dtype != self.input_dtype:
+            batch = batch.astype(self.input_dtype)
+        outputs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(batch)})
+        return dict(zip(self.output_names, outputs))
+
+    def _check_input(self, loaded: "LoadedModelDir") -> tuple[str, np.dtype, int | str | None]:
+        inputs = self.session.get_inputs()
+        spec = loaded.manifest.input
+        if len(inputs) != 1 or inputs[0].name != spec.name:
+            raise ModelDirError(
+                f"{loaded.model_path} takes inputs {[i.name for i in inputs]}, the manifest expects one named "
+                f"{spec.name!r}; re-export the model_dir"
+            )
+        dtype = _ORT_DTYPES.get(inputs[0].type)
+        if dtype != spec.dtype:
+            raise ModelDirError(
+                f"{loaded.model_path} takes {inputs[0].type}, the manifest says {spec.dtype}; re-export the model_dir"
+            )
+        return inputs[0].name, np.dtype(dtype), inputs[0].shape[0]
+
+    def _check_outputs(self, loaded: "LoadedModelDir") -> list[str]:
+        names = [o.name for o in self.session.get_outputs()]
+        missing = [n for n in CONTRACT_OUTPUTS if n not in names]
+        if missing:
+            raise ModelDirError(
+                f"{loaded.model_path} lacks the detection outputs {missing} (has {names}); re-export the model_dir"
+            )
+        return names
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (hyper-thread siblings once)."""
+    try:
+        cpus = os.sched_getaffinity(0)
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in cpus:
+        try:
+            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip())
+        except OSError:
+            return max(1, len(cpus))
+    return max(1, len(cores))
+
+
+def _plugin_ops(plugins: tuple[str, ...], flavor: str | None) -> Any:
+    """``sdk.trt_plugins.ort_ops`` when the graph has ``sdk::`` custom-op nodes, else ``None``.
+
+    That module implements the nodes with the torch reference ops, so running a
+    TensorRT-flavor graph in ONNX Runtime imports torch (a CPU test path, not the
+    production one: export ``--backend onnxruntime`` for stock ONNX ops).
+    """
+    if not plugins and flavor != "tensorrt":
+        return None
+    try:
+        ort_ops = importlib.import_module("sdk.trt_plugins.ort_ops")
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"this model uses the custom ops {list(plugins)}; running them in ONNX Runtime needs "
+            f"sdk.trt_plugins.ort_ops and onnxruntime-extensions ({exc}). Install them with "
+            "pip install 'sdk-detect[export]', or export with --backend onnxruntime (stock ONNX ops)"
+        ) from exc
+    return ort_ops
+
+
+def _providers(device: str) -> list:
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise BackendUnavailableError(
+            f"device={device!r} needs ONNX Runtime's CUDA provider, but this onnxruntime offers only {available}: "
+            "pip install onnxruntime-gpu (instead of onnxruntime), or use device='cpu'"
+        )
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
+def _create_session(
+    loaded: "LoadedModelDir", options: ort.SessionOptions, providers: list, plugin_ops: Any
+) -> ort.InferenceSession:
+    try:
+        # sdk:: nodes become onnxruntime-extensions ops in an in-memory copy of the graph
+        model = plugin_ops.prepare_model(loaded.model_path).SerializeToString() if plugin_ops else str(loaded.model_path)
+        return ort.InferenceSession(model, sess_options=options, providers=providers)
+    except (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf, ort_state.NotImplemented) as exc:
+        exported_with = loaded.manifest.library_versions.get("onnxruntime", "unknown")
+        raise BackendUnavailableError(
+            f"ONNX Runtime {ort.__version__} cannot load {loaded.model_path} (exported next to onnxruntime "
+            f"{exported_with}): {str(exc).strip()[:300]}. Upgrade onnxruntime or re-export the model"
+        ) from exc

@@ -1,0 +1,191 @@
+"""``Client``: a thin detection client over stock ``tritonclient.grpc``.
+
+    from sdk.serving import Client
+    client = Client("127.0.0.1:8001", token="...")        # model: the server's only one
+    dets = client.detect(["a.jpg", "b.png"])              # -> list[Detections]
+
+Image inputs follow ``sdk.images``: file paths and encoded bytes travel as BYTES
+(encoded; the server decodes); numpy arrays (BGR unless ``channel_order="rgb"``)
+and PIL images travel as UINT8 [N, H, W, 3] RGB when all share one size, else
+PNG-encoded. Boxes come back in original image pixels. Server errors raise
+``ServerError`` carrying the gRPC status name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from sdk.detections import Detections
+from sdk.errors import InputError, SDKError
+from sdk.images import load_image
+from sdk.serving.protocol import INPUT_NAME, OUTPUT_NAMES
+
+
+class ServerError(SDKError):
+    """The server refused or failed a call; ``status`` is the gRPC status name (e.g. "NOT_FOUND")."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+def _status(exc: InferenceServerException) -> str:
+    return str(exc.status() or "UNKNOWN").removeprefix("StatusCode.")
+
+
+class Client:
+    """Detection client for an ``sdk serve`` server (or Triton with the same model signature).
+
+    ``url`` is ``host:port``. ``token``: bearer token sent on every call. ``tls``:
+    use TLS; ``root_certificates``: PEM file of the CA (or self-signed cert) to
+    trust (default: the system's). ``model``: which model; default the server's
+    only model. ``timeout_s``: per-call deadline (None = none).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        root_certificates: str | os.PathLike | None = None,
+        model: str | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        self._client = grpcclient.InferenceServerClient(
+            url, ssl=tls or root_certificates is not None, root_certificates=_path_or_none(root_certificates)
+        )
+        self._headers = {"authorization": f"Bearer {token}"} if token else None
+        self._timeout = timeout_s
+        self._model = model
+        self._classes: tuple[str, ...] | None = None
+
+    # -- calls -------------------------------------------------------------------------
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client, method)(*args, headers=self._headers, client_timeout=self._timeout, **kwargs)
+        except InferenceServerException as exc:
+            raise ServerError(_status(exc), exc.message()) from None
+
+    @property
+    def model(self) -> str:
+        """The model this client calls (asks the server when none was given)."""
+        if self._model is None:
+            stats = self._call("get_inference_statistics", as_json=True)
+            names = sorted({entry["name"] for entry in stats.get("model_stats", [])})
+            if len(names) != 1:
+                raise SDKError(f"the server serves {names}; pass Client(..., model=NAME)")
+            self._model = names[0]
+        return self._model
+
+    def live(self) -> bool:
+        return bool(self._call("is_server_live"))
+
+    def ready(self) -> bool:
+        """Server ready and this client's model ready."""
+        return bool(self._call("is_server_ready")) and bool(self._call("is_model_ready", self.model))
+
+    def metadata(self) -> dict[str, Any]:
+        """Model metadata (KServe) plus, from the model config, ``classes``,
+        ``preprocess``, ``max_batch_size`` and the other published parameters."""
+        meta = self._call("get_model_metadata", self.model, as_json=True)
+        config = self._call("get_model_config", self.model, as_json=True)["config"]
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        for key in ("classes", "preprocess"):
+            if key in params:
+                params[key] = json.loads(params[key])
+        return {**meta, **params, "max_batch_size": int(config.get("max_batch_size", 0))}
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        if self._classes is None:
+            self._classes = tuple(self.metadata().get("classes", ()))
+        return self._classes
+
+    def detect(
+        self,
+        images: Any,
+        *,
+        score_thr: float | None = None,
+        max_detections: int | None = None,
+        channel_order: str = "bgr",
+    ) -> list[Detections]:
+        """Detect objects in ``images`` (one image or a list); one ``Detections`` per image."""
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            items = list(images)
+        if not items:
+            raise InputError("detect() needs at least one image")
+        infer_input = encode_images(items, channel_order=channel_order)
+        params = {}
+        if score_thr is not None:
+            params["score_threshold"] = float(score_thr)
+        if max_detections is not None:
+            params["max_detections"] = int(max_detections)
+        outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES]
+        result = self._call("infer", self.model, [infer_input], outputs=outputs, parameters=params or None)
+        return unpack_detections({name: result.as_numpy(name) for name in OUTPUT_NAMES}, self.classes)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def encode_images(items: Sequence[Any], *, channel_order: str = "bgr") -> grpcclient.InferInput:
+    """The ``images`` input for ``items``: UINT8 [N, H, W, 3] RGB when every item is an
+    in-memory image of one size, else BYTES [N, 1] (files read, arrays PNG-encoded)."""
+    encoded_kinds = (str, os.PathLike, bytes, bytearray, memoryview)
+    if not any(isinstance(item, encoded_kinds) for item in items):
+        pixels = [load_image(item, channel_order=channel_order) for item in items]
+        if len({p.shape for p in pixels}) == 1:
+            batch = np.stack(pixels)
+            infer_input = grpcclient.InferInput(INPUT_NAME, list(batch.shape), "UINT8")
+            infer_input.set_data_from_numpy(batch)
+            return infer_input
+    blobs = np.empty((len(items), 1), dtype=np.object_)
+    for i, item in enumerate(items):
+        blobs[i, 0] = _encoded(item, channel_order)
+    infer_input = grpcclient.InferInput(INPUT_NAME, list(blobs.shape), "BYTES")
+    infer_input.set_data_from_numpy(blobs)
+    return infer_input
+
+
+def _encoded(item: Any, channel_order: str) -> bytes:
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    if isinstance(item, (str, os.PathLike)):
+        try:
+            with open(item, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise InputError(f"cannot read image file {item}: {exc.strerror or exc}") from exc
+    rgb = load_image(item, channel_order=channel_order)
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    if not ok:
+        raise InputError("could not PNG-encode an image array")
+    return png.tobytes()
+
+
+def unpack_detections(outputs: dict[str, np.ndarray], classes: Sequence[str]) -> list[Detections]:
+    """Per-image ``Detections`` from the server's padded outputs (boxes already in original pixels)."""
+    counts = outputs["num_dets"].reshape(-1)
+    return [
+        Detections(outputs["boxes"][i, :n], outputs["scores"][i, :n], outputs["labels"][i, :n], classes)
+        for i, n in enumerate(int(c) for c in counts)
+    ]
+
+
+def _path_or_none(path: str | os.PathLike | None) -> str | None:
+    return None if path is None else os.fspath(path)

@@ -1,0 +1,210 @@
+"""``inference.GRPCInferenceService`` (KServe v2 + Triton extensions) over ``DynamicBatcher``s.
+
+Implemented: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata,
+ModelConfig, ModelStatistics, ModelInfer and ModelStreamInfer. The repository,
+shared-memory, trace and log RPCs answer UNIMPLEMENTED. Unknown model or version:
+NOT_FOUND; malformed request: INVALID_ARGUMENT naming what was wrong; full queue:
+RESOURCE_EXHAUSTED; unexpected faults: INTERNAL (logged), and the server goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from sdk import __version__
+from sdk.serving.batcher import BatchingConfig, DynamicBatcher
+from sdk.serving.model import ServedModel
+from sdk.serving.model_config import served_model_config, served_model_metadata
+from sdk.serving.protocol import (
+    RequestError,
+    build_infer_response,
+    detections_to_tensors,
+    parse_infer_request,
+    select_detections,
+)
+from sdk.serving.stats import ModelStats
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "sdk-detect"
+EXTENSIONS = ("model_configuration", "statistics", "sdk_detection")
+
+
+@dataclass
+class Deployment:
+    """A model being served: its batcher, batching settings and statistics."""
+
+    model: ServedModel
+    batching: BatchingConfig
+    batcher: DynamicBatcher
+    stats: ModelStats
+
+
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """Answers the protocol for the ``deployments`` (by model name)."""
+
+    def __init__(self, deployments: dict[str, Deployment]) -> None:
+        self.deployments = deployments
+        self.ready = False  # true once every batcher runs; false again while draining
+
+    def _find(self, name: str, version: str = "") -> Deployment:
+        deployment = self.deployments.get(name)
+        if deployment is None:
+            raise RequestError(
+                grpc.StatusCode.NOT_FOUND, f"unknown model '{name}'; this server serves {sorted(self.deployments)}"
+            )
+        if version not in ("", deployment.model.version):
+            raise RequestError(
+                grpc.StatusCode.NOT_FOUND,
+                f"model '{name}' has no version '{version}'; available: ['{deployment.model.version}']",
+            )
+        return deployment
+
+    # -- health and metadata ---------------------------------------------------------
+    async def ServerLive(self, request, context):
+        return service_pb2.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, context):
+        return service_pb2.ServerReadyResponse(ready=self.ready)
+
+    async def ModelReady(self, request, context):
+        try:
+            self._find(request.name, request.version)
+        except RequestError:
+            return service_pb2.ModelReadyResponse(ready=False)
+        return service_pb2.ModelReadyResponse(ready=self.ready)
+
+    async def ServerMetadata(self, request, context):
+        return service_pb2.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
+
+    async def ModelMetadata(self, request, context):
+        deployment = await self._find_or_abort(context, request.name, request.version)
+        return served_model_metadata(deployment.model)
+
+    async def ModelConfig(self, request, context):
+        deployment = await self._find_or_abort(context, request.name, request.version)
+        return service_pb2.ModelConfigResponse(config=served_model_config(deployment.model, deployment.batching))
+
+    async def ModelStatistics(self, request, context):
+        if request.name:
+            chosen = [await self._find_or_abort(context, request.name, request.version)]
+        else:
+            chosen = list(self.deployments.values())
+        return service_pb2.ModelStatisticsResponse(model_stats=[d.stats.to_proto() for d in chosen])
+
+    async def _find_or_abort(self, context, name: str, version: str) -> Deployment:
+        try:
+            return self._find(name, version)
+        except RequestError as exc:
+            await context.abort(exc.code, str(exc))
+
+    # -- inference ---------------------------------------------------------------------
+    async def ModelInfer(self, request, context):
+        try:
+            return await self._infer(request, context)
+        except RequestError as exc:
+            await context.abort(exc.code, str(exc))
+
+    async def ModelStreamInfer(self, request_iterator, context):
+        """Bidirectional stream: requests run concurrently (and batch together);
+        responses come back as they finish, matched by ``id``; a failed request is
+        answered with ``error_message`` and the stream goes on."""
+        responses: asyncio.Queue = asyncio.Queue()
+        done = object()
+
+        async def answer(request) -> None:
+            try:
+                reply = service_pb2.ModelStreamInferResponse(infer_response=await self._infer(request, context))
+            except RequestError as exc:
+                reply = service_pb2.ModelStreamInferResponse(
+                    error_message=str(exc),
+                    infer_response=service_pb2.ModelInferResponse(model_name=request.model_name, id=request.id),
+                )
+            await responses.put(reply)
+
+        async def read_all() -> None:
+            tasks = []
+            try:
+                async for request in request_iterator:
+                    tasks.append(asyncio.create_task(answer(request)))
+                await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await responses.put(done)
+
+        reader = asyncio.create_task(read_all())
+        try:
+            while (reply := await responses.get()) is not done:
+                yield reply
+        finally:
+            reader.cancel()
+
+    async def _infer(self, request, context) -> service_pb2.ModelInferResponse:
+        started = time.monotonic()
+        deployment = self._find(request.model_name, request.model_version)
+        code = "CANCELLED"  # unless the request ends otherwise
+        try:
+            if not self.ready:
+                raise RequestError(grpc.StatusCode.UNAVAILABLE, "server is not ready (starting or shutting down)")
+            inputs = parse_infer_request(request)
+            dets = await deployment.batcher.infer(inputs.load_images, deadline=_deadline(context, inputs.timeout_s))
+            tensors = detections_to_tensors(select_detections(dets, inputs), deployment.model.max_det)
+            response = build_infer_response(
+                request,
+                model_name=deployment.model.name,
+                model_version=deployment.model.version,
+                tensors=tensors,
+                outputs=inputs.outputs,
+            )
+            code = None
+            return response
+        except RequestError as exc:
+            code = exc.code.name
+            raise
+        except Exception as exc:
+            code = "INTERNAL"
+            log.exception("ModelInfer failed for model %s", deployment.model.name)
+            raise RequestError(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}") from exc
+        finally:
+            deployment.stats.record_request(time.monotonic() - started, code=code)
+
+
+def _deadline(context, timeout_s: float | None) -> float | None:
+    """The earliest of the client's gRPC deadline and the request's ``timeout``, as monotonic time."""
+    now = time.monotonic()
+    candidates = [now + timeout_s] if timeout_s else []
+    remaining = context.time_remaining()
+    if remaining is not None:
+        candidates.append(now + remaining)
+    return min(candidates) if candidates else None
+
+
+def _unimplemented(name: str):
+    async def method(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name} is not supported by this server")
+
+    method.__name__ = name
+    return method
+
+
+for _name in (
+    "RepositoryIndex",
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+    "SystemSharedMemoryStatus",
+    "SystemSharedMemoryRegister",
+    "SystemSharedMemoryUnregister",
+    "CudaSharedMemoryStatus",
+    "CudaSharedMemoryRegister",
+    "CudaSharedMemoryUnregister",
+    "TraceSetting",
+    "LogSettings",
+):
+    setattr(InferenceServicer, _name, _unimplemented(_name))
