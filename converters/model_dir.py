@@ -13,7 +13,6 @@ import datetime as _dt
 import importlib.metadata
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from sdk.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     PRECISIONS,
+    SHA256_PATTERN,
     InputSpec,
     Manifest,
     TensorSpec,
@@ -49,7 +49,6 @@ _RECORDED_LIBRARIES = {
     "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
 }
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _POSTPROCESS_KEYS = ("score_thr", "iou_thr", "max_det")
 
 
@@ -205,7 +204,7 @@ def _checkpoint_sha256(source: str | os.PathLike | None) -> str | None:
     path = Path(source)
     if path.is_file():
         return sha256_file(path)
-    if isinstance(source, str) and _SHA256.match(source):
+    if isinstance(source, str) and SHA256_PATTERN.match(source):
         return source
     raise ConfigError(f"source_checkpoint {source!r} is neither a file nor a sha256 hex digest")
 

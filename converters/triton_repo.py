@@ -117,6 +117,12 @@ def write_triton_repository(
 
 def _readme(name: str, manifest, platform: str) -> str:
     h, w = manifest.input.hw
+    plugins = ""
+    if manifest.plugins:
+        plugins = (
+            f"\nThe engine uses the SDK's TensorRT plugins {list(manifest.plugins)}: Triton's TensorRT backend must be "
+            "able to resolve them (see `sdk.trt_plugins`) before it loads this model.\n"
+        )
     size = f"{h}x{w}" if h > 0 else "any HxW (padded as the preprocess record says)"
     return f"""# {name} ({manifest.model_name}, {platform})
 
@@ -131,4 +137,4 @@ Written by `sdk triton-repo` from an SDK model_dir. This is the bare network:
 
 `sdk serve` differs: it takes encoded images (BYTES) or RGB pixels of any size, preprocesses
 on the server and returns boxes in original image pixels.
-"""
+{plugins}"""

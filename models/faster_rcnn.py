@@ -8,8 +8,6 @@ normalized) input.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -49,14 +47,9 @@ class FasterRCNN(nn.Module):
 
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
         check_images(images)
-        if self.training:
-            targets = check_targets(targets, images.shape[0])
-        else:
-            targets = None
+        targets = check_targets(targets, images.shape[0]) if self.training else None
         image_list = as_image_list(images)
         features = self.backbone(images)
-        if isinstance(features, Tensor):
-            features = OrderedDict([("0", features)])
         proposals, proposal_losses = self.rpn(image_list, features, targets)
         detections, detector_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
         if self.training:

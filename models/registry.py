@@ -70,6 +70,15 @@ class ModelSpec:
         knobs = _POSTPROCESS_KNOBS[self.family]
         return {key: defaults[knob] for key, knob in zip(_POSTPROCESS_KEYS, knobs)}
 
+    def postprocess_record(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The ``{"score_thr", "iou_thr", "max_det"}`` record of this model built with
+        ``overrides`` (the builder's defaults where ``overrides`` do not set a knob)."""
+        record = self.default_postprocess()
+        for key, knob in zip(_POSTPROCESS_KEYS, _POSTPROCESS_KNOBS[self.family]):
+            if overrides and knob in overrides:
+                record[key] = overrides[knob]
+        return record
+
     def postprocess_overrides(self, postprocess: Mapping[str, Any]) -> dict[str, Any]:
         """Builder overrides that apply a ``{"score_thr", "iou_thr", "max_det"}`` record."""
         unknown = set(postprocess) - set(_POSTPROCESS_KEYS)
@@ -110,7 +119,7 @@ def register_model(
             builder=builder,
             default_preprocess=default_preprocess,
             torchvision_name=torchvision_name,
-            pretrained_overrides=dict(pretrained_overrides or {}),
+            pretrained_overrides=types.MappingProxyType(dict(pretrained_overrides or {})),
         )
         unknown = set(spec.pretrained_overrides) - set(spec.override_names())
         if unknown:

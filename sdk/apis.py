@@ -44,11 +44,15 @@ def init_detector(
                 "init_detector(config, 'work_dirs/.../latest.pt'), or a model_dir alone"
             )
         return Detector(config_or_checkpoint, device=device, **detector_kwargs)
-    log.debug("init_detector: using %s; the model config comes from the checkpoint, not %s", checkpoint, config_or_checkpoint)
+    log.debug(
+        "init_detector: using %s; the model config comes from the checkpoint, not %s", checkpoint, config_or_checkpoint
+    )
     return Detector(checkpoint, device=device, **detector_kwargs)
 
 
-def inference_detector(model: Detector, imgs: ImageInput | Sequence[ImageInput], **call_kwargs) -> Detections | list[Detections]:
+def inference_detector(
+    model: Detector, imgs: ImageInput | Sequence[ImageInput], **call_kwargs
+) -> Detections | list[Detections]:
     """Run ``model`` on one image (-> ``Detections``) or a list (-> ``list[Detections]``).
 
     Images are paths, bytes, PIL images or numpy arrays (BGR unless

@@ -124,7 +124,22 @@ def save_checkpoint(
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
     return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> LoadedCheckpoint:
@@ -240,8 +255,9 @@ def _torch_load(path: Path, *, map_location: Any) -> Any:
             f"{path} holds objects other than tensors and primitives, which are not loaded for safety "
             f"(weights_only): {str(exc).splitlines()[0]}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable PyTorch file (truncated or corrupt?): {exc}") from None
+    except Exception as exc:  # torch.load of arbitrary bytes fails in many ways
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise CheckpointError(f"{path} is not a readable PyTorch file (truncated or corrupt?): {detail}") from None
 
 
 def _is_state_dict(value: Any) -> bool:

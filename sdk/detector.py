@@ -18,6 +18,7 @@ import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -85,10 +86,14 @@ class Detector:
             self.postprocess = dict(self.manifest.postprocess)
         else:
             if backend not in (None, "torch"):
-                raise ConfigError(f"a .pt checkpoint runs on the 'torch' backend; export it for {backend!r} with `sdk export`")
+                raise ConfigError(
+                    f"a .pt checkpoint runs on the 'torch' backend; export it for {backend!r} with `sdk export`"
+                )
             from sdk.runtime.torch_backend import TorchBackend
 
-            self.backend, meta = TorchBackend.from_checkpoint(path, device=device, max_batch=batch_size or DEFAULT_TORCH_BATCH)
+            self.backend, meta = TorchBackend.from_checkpoint(
+                path, device=device, max_batch=batch_size or DEFAULT_TORCH_BATCH
+            )
             self.classes = list(meta.classes)
             self.preprocess = meta.preprocess
             self.postprocess = dict(meta.postprocess)
@@ -131,11 +136,14 @@ class Detector:
             results.extend(decode_outputs(outputs, records, self.classes, score_thr=thr))
         return results
 
-    def prepare(self, images: Sequence[ImageInput], *, channel_order: str = "bgr") -> tuple[np.ndarray, list[ImageRecord]]:
+    def prepare(
+        self, images: Sequence[ImageInput], *, channel_order: str = "bgr"
+    ) -> tuple[np.ndarray, list[ImageRecord]]:
         """Decode and preprocess ``images`` into one backend batch [B', 3, H, W]
         (``backend.input_dtype``; B' >= B when the backend needs a fixed batch)."""
-        arrays = [load_image(image, channel_order=channel_order) for image in images]
-        batch, records = preprocess_batch(arrays, self.preprocess)
+        batch, records = preprocess_batch(
+            images, self.preprocess, load=partial(load_image, channel_order=channel_order)
+        )
         short = self.backend.min_batch - len(batch)
         if short > 0:  # a fixed-batch engine: pad with blank images, their rows are ignored
             batch = np.concatenate([batch, np.zeros((short, *batch.shape[1:]), batch.dtype)])
@@ -143,7 +151,9 @@ class Detector:
             batch = batch.astype(self.backend.input_dtype)
         return batch, records
 
-    def _prepared_chunks(self, images: Sequence[ImageInput], channel_order: str) -> Iterator[tuple[np.ndarray, list[ImageRecord]]]:
+    def _prepared_chunks(
+        self, images: Sequence[ImageInput], channel_order: str
+    ) -> Iterator[tuple[np.ndarray, list[ImageRecord]]]:
         chunks = list(iter_chunks(images, self.batch_size))
         if len(chunks) <= 1:
             yield from (self.prepare(chunk, channel_order=channel_order) for chunk in chunks)
@@ -175,7 +185,12 @@ class Detector:
             raise ConfigError(f"score_thr must be in [0, 1], got {score_thr}")
         baked = float(self.postprocess.get("score_thr", 0.0))
         if 0 < score_thr < baked:
-            log.warning("score_thr %.3g is below the model's own threshold %.3g: nothing under %.3g is returned", score_thr, baked, baked)
+            log.warning(
+                "score_thr %.3g is below the model's own threshold %.3g: nothing under %.3g is returned",
+                score_thr,
+                baked,
+                baked,
+            )
         return float(score_thr)
 
 

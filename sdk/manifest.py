@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, NoReturn
@@ -38,6 +39,7 @@ OUTPUT_DTYPES = ("int32", "int64", "float32", "float16")
 CONTRACT_OUTPUTS = ("num_dets", "boxes", "scores", "labels")
 
 _HASH_CHUNK = 1 << 20
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ class Manifest:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = MANIFEST_NAME) -> "Manifest":
+    def from_dict(cls, data: Any, *, source: str = MANIFEST_NAME) -> Manifest:
         """Validate a parsed manifest; any problem -> ``ModelDirError`` naming the field."""
         return _parse_manifest(data, source)
 
@@ -217,15 +219,16 @@ class _Fields:
     def fail(self, key: str, problem: str) -> NoReturn:
         raise ModelDirError(f"{self.source}: field '{self.path(key)}' {problem}; re-export the model with this sdk")
 
-    def get(self, key: str, kind: type | tuple[type, ...], *, choices: tuple | None = None, optional: bool = False) -> Any:
+    def get(
+        self, key: str, kind: type | tuple[type, ...], *, choices: tuple | None = None, nullable: bool = False
+    ) -> Any:
+        """``data[key]`` checked against ``kind`` and ``choices``; ``nullable`` allows null."""
         if key not in self.data:
-            if optional:
-                return None
             raise ModelDirError(
                 f"{self.source}: required field '{self.path(key)}' is missing; re-export the model with this sdk"
             )
         value = self.data[key]
-        if value is None and optional:
+        if value is None and nullable:
             return None
         # bool is an int subclass, but a JSON true is not a valid count
         if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
@@ -258,7 +261,14 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _type_names(kind: type | tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object", bool: "true/false"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+        bool: "true/false",
+    }
     return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
 
 
@@ -299,14 +309,17 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
     model_file = top.get("model_file", str)
     if model_file not in files:
         top.fail("model_file", f"{model_file!r} is not listed in 'files'")
-    checkpoint_sha = top.get("source_checkpoint_sha256", str, optional=True)
+    for name, digest in files.items():
+        if not SHA256_PATTERN.match(digest):
+            top.fail("files", f"entry {name!r} has {digest!r:.20}, not a sha256 hex digest")
+    checkpoint_sha = top.get("source_checkpoint_sha256", str, nullable=True)
     return Manifest(
         format_version=version,
         sdk_version=top.get("sdk_version", str),
         model_name=top.get("model_name", str),
         task=top.get("task", str, choices=TASKS),
         backend=backend,
-        flavor=top.get("flavor", str, choices=FLAVORS, optional=True),
+        flavor=top.get("flavor", str, choices=FLAVORS, nullable=True),
         precision=top.get("precision", str, choices=PRECISIONS),
         model_file=model_file,
         input=inp,
@@ -340,7 +353,9 @@ def _parse_input(f: _Fields) -> InputSpec:
 
 
 def _parse_output(f: _Fields) -> TensorSpec:
-    return TensorSpec(name=f.get("name", str), dtype=f.get("dtype", str, choices=OUTPUT_DTYPES), shape=f.int_list("shape"))
+    return TensorSpec(
+        name=f.get("name", str), dtype=f.get("dtype", str, choices=OUTPUT_DTYPES), shape=f.int_list("shape")
+    )
 
 
 def _check_relative(name: str, f: _Fields) -> None:

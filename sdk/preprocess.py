@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -223,8 +223,14 @@ def preprocess_image(image: np.ndarray, pre: Preprocess, out: np.ndarray | None 
     return canvas, record
 
 
-def preprocess_batch(images: Sequence[np.ndarray], pre: Preprocess) -> tuple[np.ndarray, list[ImageRecord]]:
+def preprocess_batch(
+    images: Sequence[Any], pre: Preprocess, *, load: Callable[[Any], np.ndarray] | None = None
+) -> tuple[np.ndarray, list[ImageRecord]]:
     """Preprocess RGB uint8 images into one network batch.
+
+    ``load`` (e.g. ``sdk.images.load_image``), when given, turns each item of
+    ``images`` into its RGB array just before the item is placed, so only one decoded
+    full-size image is alive at a time.
 
     Returns ``(batch, records)``: ``batch`` is [B, 3, H, W], uint8 when
     ``pre.normalize_in_graph`` else float32 normalized; images of a varying-shape
@@ -232,17 +238,29 @@ def preprocess_batch(images: Sequence[np.ndarray], pre: Preprocess) -> tuple[np.
     """
     if len(images) == 0:
         raise ValueError("preprocess_batch needs at least one image")
-    padded, records = zip(*(preprocess_image(img, pre) for img in images))
-    hs = [p.shape[0] for p in padded]
-    ws = [p.shape[1] for p in padded]
-    H, W = max(hs), max(ws)
-    batch = np.full((len(padded), H, W, 3), pre.pad_value, np.uint8)
-    for i, p in enumerate(padded):
-        batch[i, : p.shape[0], : p.shape[1]] = p
-    records = [
-        r if r.input_hw == (H, W) else ImageRecord(r.orig_hw, (H, W), r.scale, r.pad) for r in records
-    ]
-    nchw = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    arrays = images if load is None else (load(item) for item in images)
+    static = pre.static_shape
+    if static is not None:
+        # One HWC scratch canvas, each image copied straight into the NCHW batch: few large
+        # temporaries (allocator churn and page faults cost more than the copies here).
+        nchw = np.empty((len(images), 3, *static), np.uint8)
+        scratch = np.empty((*static, 3), np.uint8)
+        records = []
+        for i, image in enumerate(arrays):
+            padded, record = preprocess_image(image, pre, out=scratch)
+            nchw[i] = padded.transpose(2, 0, 1)
+            records.append(record)
+    else:
+        padded_images, records = zip(*(preprocess_image(image, pre) for image in arrays))
+        H = max(p.shape[0] for p in padded_images)
+        W = max(p.shape[1] for p in padded_images)
+        nchw = np.empty((len(padded_images), 3, H, W), np.uint8)
+        for i, p in enumerate(padded_images):
+            h, w = p.shape[:2]
+            if (h, w) != (H, W):
+                nchw[i] = pre.pad_value
+            nchw[i, :, :h, :w] = p.transpose(2, 0, 1)
+        records = [r if r.input_hw == (H, W) else ImageRecord(r.orig_hw, (H, W), r.scale, r.pad) for r in records]
     if not pre.normalize_in_graph:
         nchw = pre.normalize(nchw)
     return nchw, list(records)

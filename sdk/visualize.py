@@ -23,7 +23,7 @@ def color_for(label: int) -> tuple[int, int, int]:
 
 def draw_detections(image: Any, dets: "Detections", *, score_thr: float = 0.0, channel_order: str = "bgr", line_width: int | None = None) -> np.ndarray:
     """Return a BGR uint8 copy of ``image`` with boxes, class names and scores drawn."""
-    bgr = np.ascontiguousarray(load_image(image, channel_order=channel_order)[:, :, ::-1])
+    bgr = cv2.cvtColor(load_image(image, channel_order=channel_order), cv2.COLOR_RGB2BGR)  # a new array
     h, w = bgr.shape[:2]
     lw = line_width or max(1, round((h + w) / 600))
     font_scale = max(0.35, lw / 3)

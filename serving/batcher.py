@@ -34,9 +34,9 @@ import grpc
 import numpy as np
 
 from sdk.detections import Detections
+from sdk.errors import ConfigError
 from sdk.postprocess import decode_outputs
 from sdk.preprocess import ImageRecord, preprocess_batch
-from sdk.errors import ConfigError
 from sdk.serving.model import ServedModel
 from sdk.serving.protocol import RequestError
 from sdk.serving.stats import ModelStats
@@ -131,8 +131,8 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         for i in range(self.config.instances):
             executor = ThreadPoolExecutor(1, thread_name_prefix=f"{self.model.name}-instance{i}")
-            backend = await loop.run_in_executor(executor, self.model.create_warm_backend)
             self._executors.append(executor)
+            backend = await loop.run_in_executor(executor, self.model.create_warm_backend)
             self._workers.append(asyncio.create_task(self._worker(backend, executor), name=f"{self.model.name}-{i}"))
 
     async def stop(self) -> None:
@@ -178,6 +178,9 @@ class DynamicBatcher:
                 self._admitted -= 1
             else:
                 self._release(request)
+                if request.undispatched:  # cancelled, expired or failed: forget its queued images now
+                    self._queue = collections.deque(s for s in self._queue if s.request is not request)
+                    self.stats.set_queued(len(self._queue))
 
     def _release(self, request: _Request) -> None:
         if request.admitted:

@@ -96,7 +96,9 @@ class _Settings:
         return aioclient.InferenceServerClient(self.url, ssl=self.ssl, root_certificates=self.root_certificates)
 
 
-async def _run_level(settings: _Settings, requests: list, concurrency: int, batch_size: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
+async def _run_level(
+    settings: _Settings, requests: list, concurrency: int, batch_size: int, duration_s: float, warmup_s: float
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors: collections.Counter = collections.Counter()
     async with settings.client() as client:
@@ -193,7 +195,10 @@ def write_csv(results: Iterable[dict[str, Any]], path: str | os.PathLike) -> Pat
 
 def format_table(results: Iterable[dict[str, Any]]) -> str:
     """A fixed-width text table of the main columns (what perf_analyzer prints)."""
-    header = f"{'conc':>5} {'infer/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'queue ms':>9} {'compute ms':>10} {'errors':>6}"
+    header = (
+        f"{'conc':>5} {'infer/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'queue ms':>9} {'compute ms':>10} {'errors':>6}"
+    )
     lines = [header]
     for r in results:
         lines.append(

@@ -7,7 +7,7 @@ process, e.g. in tests). Families, all labelled by ``model``:
 - ``sdk_serving_request_failures_total`` (+ ``code``, the gRPC status name);
 - ``sdk_serving_images_total``: images inferred;
 - ``sdk_serving_request_latency_seconds``: ModelInfer wall time, histogram;
-- ``sdk_serving_queue_seconds``: per image, admission to batch start, histogram;
+- ``sdk_serving_queue_seconds``: per image, queued (decoded and preprocessed) to batch start, histogram;
 - ``sdk_serving_compute_seconds``: per batch, stacking + backend + decoding, histogram;
 - ``sdk_serving_batch_size``: images per backend call, histogram;
 - ``sdk_serving_queue_images``: images waiting now, gauge.
@@ -38,7 +38,11 @@ class ServerMetrics:
             "sdk_serving_request_latency_seconds", "ModelInfer wall time.", ["model"], buckets=_LATENCY_BUCKETS, **kw
         )
         self.queue = Histogram(
-            "sdk_serving_queue_seconds", "Per image: admission to batch start.", ["model"], buckets=_LATENCY_BUCKETS, **kw
+            "sdk_serving_queue_seconds",
+            "Per image: queued (after preprocessing) to batch start.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            **kw,
         )
         self.compute = Histogram(
             "sdk_serving_compute_seconds", "Per batch: backend call and decoding.", ["model"], buckets=_LATENCY_BUCKETS, **kw

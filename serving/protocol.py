@@ -99,7 +99,7 @@ def parse_infer_request(request: service_pb2.ModelInferRequest) -> InferInputs:
         got = [t.name for t in request.inputs] or "no inputs"
         raise invalid(f"this model takes exactly one input named '{INPUT_NAME}'; got {got}")
     tensor = request.inputs[0]
-    raw = _raw_content(request, tensor)
+    raw = _raw_content(request)
     shape = tuple(int(d) for d in tensor.shape)
     if not shape or shape[0] < 1:
         raise invalid(f"input '{INPUT_NAME}' has shape {list(shape)}: send at least one image (shape [N, ...], N >= 1)")
@@ -121,7 +121,7 @@ def parse_infer_request(request: service_pb2.ModelInferRequest) -> InferInputs:
     return InferInputs(shape[0], encoded, pixels, score_thr, max_det, timeout_s, outputs)
 
 
-def _raw_content(request: service_pb2.ModelInferRequest, tensor) -> bytes | None:
+def _raw_content(request: service_pb2.ModelInferRequest) -> bytes | None:
     if len(request.raw_input_contents) > 1:
         raise invalid(f"{len(request.raw_input_contents)} raw_input_contents for one input")
     if request.raw_input_contents:
@@ -131,13 +131,16 @@ def _raw_content(request: service_pb2.ModelInferRequest, tensor) -> bytes | None
 
 def _parse_bytes(shape: tuple[int, ...], raw: bytes | None, tensor) -> tuple[bytes, ...]:
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-        raise invalid(f"BYTES input '{INPUT_NAME}' must have shape [N, 1] or [N] (one encoded image per element); got {list(shape)}")
+        raise invalid(
+            f"BYTES input '{INPUT_NAME}' must have shape [N, 1] or [N] (one encoded image per element); got {list(shape)}"
+        )
     if raw is not None:
         try:
             elements = tuple(deserialize_bytes_tensor(raw))
         except struct.error:
             raise invalid(
-                f"BYTES input '{INPUT_NAME}' is malformed: each element must be a 4-byte little-endian length followed by that many bytes"
+                f"BYTES input '{INPUT_NAME}' is malformed: each element must be a 4-byte little-endian "
+                "length followed by that many bytes"
             ) from None
     else:
         elements = tuple(tensor.contents.bytes_contents)
@@ -156,7 +159,9 @@ def _parse_pixels(shape: tuple[int, ...], raw: bytes | None, tensor) -> np.ndarr
         return np.frombuffer(raw, np.uint8).reshape(shape)
     values = np.asarray(tensor.contents.uint_contents, np.uint32)
     if values.size != expected or (values.size and values.max() > 255):
-        raise invalid(f"UINT8 input '{INPUT_NAME}' of shape {list(shape)} needs {expected} values in 0..255; got {values.size}")
+        raise invalid(
+            f"UINT8 input '{INPUT_NAME}' of shape {list(shape)} needs {expected} values in 0..255; got {values.size}"
+        )
     return values.astype(np.uint8).reshape(shape)
 
 

@@ -75,7 +75,9 @@ class ServerOptions:
 class InferenceServer:
     """Serves ``models`` (each with its ``BatchingConfig``) over the KServe v2 protocol."""
 
-    def __init__(self, models: Sequence[tuple[ServedModel, BatchingConfig]], options: ServerOptions = ServerOptions()) -> None:
+    def __init__(
+        self, models: Sequence[tuple[ServedModel, BatchingConfig]], options: ServerOptions = ServerOptions()
+    ) -> None:
         names = [model.name for model, _ in models]
         if not names:
             raise ConfigError("no model to serve")
@@ -88,8 +90,10 @@ class InferenceServer:
         self._pool = ThreadPoolExecutor(options.decode_threads, thread_name_prefix="decode")
         self._server: grpc.aio.Server | None = None
         self._servicer: InferenceServicer | None = None
+        self._deployments: dict[str, Deployment] = {}
         self._health = None
         self._stop_metrics = None
+        self._draining = False
         self._stopped = asyncio.Event()
 
     @property
@@ -98,7 +102,14 @@ class InferenceServer:
 
     async def start(self) -> None:
         """Create and warm the backends, start the batchers, bind and start the server."""
-        deployments = {}
+        try:
+            await self._start()
+        except BaseException:
+            await self._release()
+            raise
+
+    async def _start(self) -> None:
+        deployments = self._deployments
         for model, batching in self.models:
             stats = ModelStats(model.name, model.version, self.metrics)
             batcher = DynamicBatcher(model, batching, stats=stats, pool=self._pool)
@@ -142,20 +153,26 @@ class InferenceServer:
 
     async def drain(self, grace_s: float | None = None) -> None:
         """Stop taking requests, finish in-flight ones (up to the grace period), release everything."""
-        if self._server is None or self._stopped.is_set():
+        if self._server is None or self._draining:
             return
+        self._draining = True
         grace = self.options.grace_s if grace_s is None else grace_s
         log.info("draining: finishing in-flight requests (up to %.0f s)", grace)
         self._servicer.ready = False
         await self._set_health(serving=False)
         await self._server.stop(grace)
-        for deployment in self._servicer.deployments.values():
+        await self._release()
+        self._stopped.set()
+        log.info("stopped")
+
+    async def _release(self) -> None:
+        """Stop the batchers (and their backends' threads), the decode pool and the metrics endpoint."""
+        for deployment in self._deployments.values():
             await deployment.batcher.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._stop_metrics is not None:
             self._stop_metrics()
-        self._stopped.set()
-        log.info("stopped")
+            self._stop_metrics = None
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

@@ -4,7 +4,7 @@ Called from the event-loop thread only (the batcher records after its executor
 returns), so plain integers suffice. Conventions, as Triton's where they apply:
 ``inference_count`` counts images, ``execution_count`` backend calls; ``success``
 / ``fail`` count requests with their total duration; ``queue`` counts images
-(admission to batch start); ``compute_infer`` counts images with their batch's
+(queued after preprocessing, to batch start); ``compute_infer`` counts images with their batch's
 compute time; ``batch_stats`` holds one entry per batch size seen.
 """
 

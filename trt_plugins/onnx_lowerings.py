@@ -37,8 +37,6 @@ from onnx.defs import OpSchema
 from onnxscript import ir
 from onnxscript.values import Op, Opset
 
-from . import batched_nms as _nms_pkg  # noqa: F401  (registers torch.ops.sdk.batched_nms)
-from . import multilevel_roi_align as _roi_pkg  # noqa: F401  (registers torch.ops.sdk.multilevel_roi_align)
 from .multilevel_roi_align.reference import level_range
 
 FLAVORS = ("onnxruntime", "tensorrt")
@@ -157,81 +155,103 @@ def _onnxruntime_lowerings(opset: int) -> tuple[Callable, Callable]:
         """table [B, T, 4], rows int64 [B, K] -> [B, K, 4]."""
         return op.GatherND(table, op.Unsqueeze(rows, const([-1], np.int64)), batch_dims=1)
 
+    def i64(values):
+        return const(values, np.int64)
+
+    def native_per_class_nms(boxes, flat_scores, num: int, num_classes: int, top_k: int, nms_args: tuple):
+        """NonMaxSuppression's own class axis on the shared boxes: exact IoUs, no box copies.
+
+        Candidate space = the flat scores [B, N*C]; returns (space scores, batch index [S, 1],
+        kept position [S, 1]).
+        """
+        space = flat_scores
+        if top_k:  # drop all but the best top_k candidates (score -> -inf)
+            values, indices = op.TopK(flat_scores, i64([top_k]), axis=1)
+            dropped = op.Expand(const(-np.inf, np.float32), op.Shape(flat_scores))
+            space = op.ScatterElements(dropped, indices, values, axis=1)
+        class_scores = op.Transpose(op.Reshape(space, i64([0, num, num_classes])), perm=[0, 2, 1])  # [B, C, N]
+        selected = op.NonMaxSuppression(boxes, class_scores, i64([num]), *nms_args)
+        batch_idx, label, anchor = columns(selected, 3)
+        return space, batch_idx, op.Add(op.Mul(anchor, i64(num_classes)), label)
+
+    def single_class_nms(
+        boxes, flat_scores, num_classes: int, total: int, per_class_boxes: bool, top_k: int, agnostic: bool,
+        nms_args: tuple,
+    ):
+        """One NonMaxSuppression class over candidate boxes [B, M, 4]; classes kept apart by offsets.
+
+        Candidate space = the best top_k candidates (or all N*C); returns (space scores,
+        space -> flat index [B, M] or None when the space is the flat index, batch index [S, 1],
+        kept position [S, 1]).
+        """
+        if top_k:
+            space, space_to_flat = op.TopK(flat_scores, i64([top_k]), axis=1)
+            flat = space_to_flat
+        else:
+            space, space_to_flat = flat_scores, None
+            flat = op.Unsqueeze(op.Range(i64(0), i64(total), i64(1)), i64([0]))  # [1, N*C]
+        if per_class_boxes:  # one box per (n, c)
+            cand_boxes = op.Reshape(boxes, i64([0, total, 4]))
+            if top_k:
+                cand_boxes = gather_rows(cand_boxes, flat)
+        elif top_k:
+            cand_boxes = gather_rows(boxes, op.Div(flat, i64(num_classes)))
+        else:  # every (n, c) needs its own copy of box n
+            expanded = op.Expand(op.Unsqueeze(boxes, i64([2])), i64([1, 1, num_classes, 1]))  # [B, N, C, 4]
+            cand_boxes = op.Reshape(expanded, i64([0, total, 4]))
+        if not agnostic:
+            # class offsets larger than the coordinate range (torchvision's coordinate trick)
+            extent = op.Sub(op.ReduceMax(boxes, keepdims=0), op.ReduceMin(boxes, keepdims=0))
+            span = op.Add(extent, const(1.0, np.float32))
+            offset = op.Mul(op.Cast(op.Mod(flat, i64(num_classes)), to=onnx.TensorProto.FLOAT), span)
+            cand_boxes = op.Add(cand_boxes, op.Unsqueeze(offset, i64([-1])))
+        max_out = i64([top_k or total])
+        selected = op.NonMaxSuppression(cand_boxes, op.Unsqueeze(space, i64([1])), max_out, *nms_args)
+        batch_idx, _, kept_pos = columns(selected, 3)
+        return space, space_to_flat, batch_idx, kept_pos
+
     def batched_nms(
         boxes, scores, score_threshold: float, iou_threshold: float, max_det: int,
         pre_nms_top_k: int = -1, class_agnostic: bool = False,
     ):
         num, num_classes = _static_dims(scores, "sdk::batched_nms scores", range(1, 3))
         total = num * num_classes
-        per_class_boxes = len(boxes.shape) == 4
-        float_t = onnx.TensorProto.FLOAT
-        boxes, scores = op.Cast(boxes, to=float_t), op.Cast(scores, to=float_t)
-        flat_scores = op.Reshape(scores, const([0, total], np.int64))  # [B, N*C], index n*C + c
+        per_class_boxes = len(boxes.shape) == 4  # before Cast: its output has no shape yet
+        boxes = op.Cast(boxes, to=onnx.TensorProto.FLOAT)
+        flat_scores = op.Reshape(op.Cast(scores, to=onnx.TensorProto.FLOAT), i64([0, total]))  # index n*C + c
         top_k = pre_nms_top_k if 0 < pre_nms_top_k < total else 0
         nms_args = (const([iou_threshold], np.float32), const([score_threshold], np.float32))
-        neg_inf = const(-np.inf, np.float32)
-
-        if not class_agnostic and not per_class_boxes:
-            # Native per-class NMS on the shared boxes: exact IoUs, no box copies.
-            space, space_to_flat = flat_scores, None
-            if top_k:
-                values, indices = op.TopK(flat_scores, const([top_k], np.int64), axis=1)
-                space = op.ScatterElements(op.Expand(neg_inf, op.Shape(flat_scores)), indices, values, axis=1)
-            class_scores = op.Transpose(op.Reshape(space, const([0, num, num_classes], np.int64)), perm=[0, 2, 1])
-            selected = op.NonMaxSuppression(boxes, class_scores, const([num], np.int64), *nms_args)
-            batch_idx, cls, anchor = columns(selected, 3)
-            kept_pos = op.Add(op.Mul(anchor, const(num_classes, np.int64)), cls)
+        if class_agnostic or per_class_boxes:
+            space, space_to_flat, batch_idx, kept_pos = single_class_nms(
+                boxes, flat_scores, num_classes, total, per_class_boxes, top_k, class_agnostic, nms_args
+            )
         else:
-            # One NMS class over candidates; per-class NMS via class-offset boxes.
-            if top_k:
-                space, space_to_flat = op.TopK(flat_scores, const([top_k], np.int64), axis=1)
-                flat = space_to_flat
-            else:
-                space, space_to_flat = flat_scores, None
-                flat = op.Unsqueeze(op.Range(const(0, np.int64), const(total, np.int64), const(1, np.int64)), const([0], np.int64))
-            if per_class_boxes:
-                cand_boxes = op.Reshape(boxes, const([0, total, 4], np.int64))
-                if top_k:
-                    cand_boxes = gather_rows(cand_boxes, flat)
-            elif top_k:
-                cand_boxes = gather_rows(boxes, op.Div(flat, const(num_classes, np.int64)))
-            else:
-                expanded = op.Expand(op.Unsqueeze(boxes, const([2], np.int64)), const([1, 1, num_classes, 1], np.int64))
-                cand_boxes = op.Reshape(expanded, const([0, total, 4], np.int64))
-            if not class_agnostic:
-                # offset > coordinate range separates classes (torchvision's coordinate trick)
-                span = op.Add(op.Sub(op.ReduceMax(boxes, keepdims=0), op.ReduceMin(boxes, keepdims=0)), const(1.0, np.float32))
-                labels = op.Cast(op.Mod(flat, const(num_classes, np.int64)), to=float_t)
-                cand_boxes = op.Add(cand_boxes, op.Unsqueeze(op.Mul(labels, span), const([-1], np.int64)))
-            max_out = const([top_k or total], np.int64)
-            selected = op.NonMaxSuppression(cand_boxes, op.Unsqueeze(space, const([1], np.int64)), max_out, *nms_args)
-            batch_idx, _, kept_pos = columns(selected, 3)
+            space_to_flat = None
+            space, batch_idx, kept_pos = native_per_class_nms(boxes, flat_scores, num, num_classes, top_k, nms_args)
 
-        # kept mask over the candidate space, then the best max_det kept per image
-        kept = op.ScatterND(
-            op.Expand(const(False, np.bool_), op.Shape(space)),
-            op.Concat(batch_idx, kept_pos, axis=1),
-            op.Expand(const([True], np.bool_), op.Shape(batch_idx, start=0, end=1)),
-        )
-        width = top_k or total
-        k = min(max_det, width)
-        ranked = op.Where(kept, space, neg_inf)
-        top_scores, top_pos = op.TopK(ranked, const([k], np.int64), axis=1)
-        count = op.Min(op.ReduceSum(op.Cast(kept, to=onnx.TensorProto.INT64), const([1], np.int64), keepdims=1), const(k, np.int64))
-        valid = op.Less(op.Range(const(0, np.int64), const(k, np.int64), const(1, np.int64)), count)  # [B, k]
+        # kept candidates keep their score, the rest -inf; TopK ranks them (ties: lower index)
+        neg_inf = const(-np.inf, np.float32)
+        kept_idx = op.Concat(batch_idx, kept_pos, axis=1)  # [S, 2]
+        ranked = op.ScatterND(op.Expand(neg_inf, op.Shape(space)), kept_idx, op.GatherND(space, kept_idx))
+        k = min(max_det, top_k or total)
+        top_scores, top_pos = op.TopK(ranked, i64([k]), axis=1)
+        kept_count = op.ReduceSum(op.Cast(op.Greater(ranked, neg_inf), to=onnx.TensorProto.INT64), i64([1]), keepdims=1)
+        count = op.Min(kept_count, i64(k))  # [B, 1]
+        valid = op.Less(op.Range(i64(0), i64(k), i64(1)), count)  # [B, k]
         flat_idx = top_pos if space_to_flat is None else op.GatherElements(space_to_flat, top_pos, axis=1)
         if per_class_boxes:
-            det_boxes = gather_rows(op.Reshape(boxes, const([0, total, 4], np.int64)), flat_idx)
+            det_boxes = gather_rows(op.Reshape(boxes, i64([0, total, 4])), flat_idx)
         else:
-            det_boxes = gather_rows(boxes, op.Div(flat_idx, const(num_classes, np.int64)))
-        zero_f = const(0.0, np.float32)
-        det_boxes = op.Where(op.Unsqueeze(valid, const([-1], np.int64)), det_boxes, zero_f)
-        det_scores = op.Where(valid, top_scores, zero_f)
-        det_labels = op.Where(valid, op.Cast(op.Mod(flat_idx, const(num_classes, np.int64)), to=onnx.TensorProto.INT32), const(0, np.int32))
+            det_boxes = gather_rows(boxes, op.Div(flat_idx, i64(num_classes)))
+        zero = const(0.0, np.float32)
+        det_boxes = op.Where(op.Unsqueeze(valid, i64([-1])), det_boxes, zero)
+        det_scores = op.Where(valid, top_scores, zero)
+        labels = op.Cast(op.Mod(flat_idx, i64(num_classes)), to=onnx.TensorProto.INT32)
+        det_labels = op.Where(valid, labels, const(0, np.int32))
         if k < max_det:  # fewer candidates than output rows: zero-pad to K
-            det_boxes = op.Pad(det_boxes, const([0, 0, 0, 0, max_det - k, 0], np.int64))
-            det_scores = op.Pad(det_scores, const([0, 0, 0, max_det - k], np.int64))
-            det_labels = op.Pad(det_labels, const([0, 0, 0, max_det - k], np.int64))
+            det_boxes = op.Pad(det_boxes, i64([0, 0, 0, 0, max_det - k, 0]))
+            det_scores = op.Pad(det_scores, i64([0, 0, 0, max_det - k]))
+            det_labels = op.Pad(det_labels, i64([0, 0, 0, max_det - k]))
         return op.Cast(count, to=onnx.TensorProto.INT32), det_boxes, det_scores, det_labels
 
     def multilevel_roi_align(
@@ -253,11 +273,13 @@ def _onnxruntime_lowerings(opset: int) -> tuple[Callable, Callable]:
         level = op.Clip(level, const(float(k_min), np.float32), const(float(k_max), np.float32))
         level = op.Reshape(op.Sub(level, const(float(k_min), np.float32)), const([-1, 1, 1, 1], np.int64))
         mode = "half_pixel" if aligned else "output_half_pixel"
-        pooled = None
-        for index in reversed(range(len(features))):
+        # RoiAlign fails on inverted boxes; theirs is a NaN level, so their rows stay zero anyway
+        safe_rois = op.Concat(x1, y1, op.Max(x1, x2), op.Max(y1, y2), axis=1)
+        pooled = const(0.0, np.float32)  # RoIs of no level (NaN size: x2 < x1) pool zeros
+        for index, feature in enumerate(features):
             per_level = op.RoiAlign(
-                op.Cast(features[index], to=float_t),
-                flat_rois,
+                op.Cast(feature, to=float_t),
+                safe_rois,
                 batch_idx,
                 coordinate_transformation_mode=mode,
                 mode="avg",
@@ -266,10 +288,7 @@ def _onnxruntime_lowerings(opset: int) -> tuple[Callable, Callable]:
                 sampling_ratio=max(int(sampling_ratio), 0),
                 spatial_scale=float(spatial_scales[index]),
             )
-            if pooled is None:
-                pooled = per_level  # every level index is in range after Clip
-            else:
-                pooled = op.Where(op.Equal(level, const(float(index), np.float32)), per_level, pooled)
+            pooled = op.Where(op.Equal(level, const(float(index), np.float32)), per_level, pooled)
         out_shape = op.Concat(op.Shape(rois, start=0, end=2), op.Shape(pooled, start=1), axis=0)
         return op.Cast(op.Reshape(pooled, out_shape), to=_onnx_dtype(out_type))
 

@@ -96,7 +96,10 @@ def _rewrite_node(node: onnx.NodeProto) -> None:
     if node.op_type not in ("BatchedNMS", "MultiLevelRoIAlign"):
         raise ValueError(f"no ONNX Runtime implementation of node sdk::{node.op_type} ({node.name!r})")
     if node.op_type == "MultiLevelRoIAlign" and not 2 <= len(node.input) <= MAX_FEATURE_MAPS + 1:
-        raise ValueError(f"sdk::MultiLevelRoIAlign supports 1..{MAX_FEATURE_MAPS} feature maps, node {node.name!r} has {len(node.input) - 1}")
+        raise ValueError(
+            f"sdk::MultiLevelRoIAlign supports 1..{MAX_FEATURE_MAPS} feature maps, "
+            f"node {node.name!r} has {len(node.input) - 1}"
+        )
     values = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     values = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()}
     node.op_type = _contrib_name(node.op_type, len(node.input))

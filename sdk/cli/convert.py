@@ -73,9 +73,7 @@ def convert_torchvision(args: argparse.Namespace) -> int:
     spec = get_model_spec(args.model)
     classes = load_class_names(args.classes)
     overrides = {**spec.pretrained_overrides, **parse_overrides(args.overrides)}
-    postprocess = spec.default_postprocess()
-    knob_to_key = {knob: key for key, knob in spec.postprocess_overrides({k: k for k in postprocess}).items()}
-    postprocess.update({knob_to_key[k]: v for k, v in overrides.items() if k in knob_to_key})
+    postprocess = spec.postprocess_record(overrides)
     cli = {"score_thr": args.score_thr, "iou_thr": args.iou_thr, "max_det": args.max_det}
     postprocess.update({k: v for k, v in cli.items() if v is not None})
 

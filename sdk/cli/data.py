@@ -30,14 +30,14 @@ def register(subparsers: Any) -> None:
     synth.add_argument("--val", type=_non_negative, default=200, metavar="N", help="number of validation images (default 200)")
     synth.add_argument("--size", type=int, default=320, metavar="PX",
                        help="nominal image side; each side varies by +-25%% (default 320, i.e. 240-400 px)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default 0)")
+    synth.add_argument("--seed", type=int, default=0, metavar="S", help="random seed; the same seed gives the same files (default 0)")
     synth.add_argument("--objects", type=int, nargs=2, default=(1, 6), metavar=("MIN", "MAX"),
                        help="objects drawn per image, inclusive range (default 1 6)")
     synth.add_argument("--object-size", type=float, nargs=2, default=(24.0, 120.0), metavar=("MIN", "MAX"),
                        help="long side of an object's box in pixels (default 24 120)")
-    synth.add_argument("--clutter", type=float, default=0.5,
+    synth.add_argument("--clutter", type=float, default=0.5, metavar="X",
                        help="background clutter from 0 (plain gradients) to 1 (busy texture, distractors, noise); default 0.5")
-    synth.add_argument("--empty-fraction", type=float, default=0.05, help="share of images with no objects (default 0.05)")
+    synth.add_argument("--empty-fraction", type=float, default=0.05, metavar="F", help="share of images with no objects (default 0.05)")
     synth.set_defaults(func=_synth)
 
     to_coco = actions.add_parser(

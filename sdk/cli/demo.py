@@ -22,7 +22,9 @@ _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="run a model on a video file or a webcam", description="Run a model on a video file or a camera stream."
+        "demo",
+        help="run a model on a video file or a webcam",
+        description="Run a model on a video file or a camera stream.",
     )
     kinds = parser.add_subparsers(dest="source", metavar="SOURCE")
     kinds.required = True
@@ -30,8 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     video = kinds.add_parser("video", help="detect in a video file and write/show the result")
     _add_common_arguments(video, show_default=False)
     video.add_argument("video", help="input video file (anything OpenCV's FFmpeg backend reads)")
-    video.add_argument("--out", default=None, help="output video (.mp4, .avi, ...); default runs/demo/<stem>_det.mp4 unless --show")
-    video.add_argument("--batch-size", type=int, default=None, help="frames per backend call (default: the model's maximum batch)")
+    video.add_argument(
+        "--out", default=None, help="output video (.mp4, .avi, ...); default runs/demo/<stem>_det.mp4 unless --show"
+    )
+    video.add_argument(
+        "--batch-size", type=int, default=None, help="frames per backend call (default: the model's maximum batch)"
+    )
     video.set_defaults(func=run_video)
 
     webcam = kinds.add_parser("webcam", help="detect in a live camera stream (q or Esc quits)")
@@ -44,10 +50,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_common_arguments(parser: argparse.ArgumentParser, *, show_default: bool) -> None:
     parser.add_argument("model", help="model_dir written by `sdk export`, or an SDK .pt checkpoint")
-    parser.add_argument("--score-thr", type=float, default=0.3, help="draw detections scoring at least this (default: %(default)s)")
+    parser.add_argument(
+        "--score-thr", type=float, default=0.3, help="draw detections scoring at least this (default: %(default)s)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
-    parser.add_argument("--show", action="store_true", default=show_default, help="show the frames in a window (needs a display; default: %(default)s)")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (default: the whole stream)")
+    parser.add_argument(
+        "--show",
+        action="store_true",
+        default=show_default,
+        help="show the frames in a window (needs a display; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-frames", type=int, default=None, help="stop after this many frames (default: the whole stream)"
+    )
 
 
 def run_video(args: argparse.Namespace) -> int:
@@ -64,10 +79,18 @@ def run_video(args: argparse.Namespace) -> int:
     detector = _detector(args)
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise InputError(f"cannot open video {path}: OpenCV has no decoder for it (try converting it to .mp4 with ffmpeg)")
+        raise InputError(
+            f"cannot open video {path}: OpenCV has no decoder for it (try converting it to .mp4 with ffmpeg)"
+        )
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     frames = run_stream(
-        detector, capture, out=out, show=args.show, batch_size=detector.batch_size, max_frames=args.max_frames, total=total
+        detector,
+        capture,
+        out=out,
+        show=args.show,
+        batch_size=detector.batch_size,
+        max_frames=args.max_frames,
+        total=total,
     )
     if frames == 0:
         raise InputError(f"no frames could be read from {path}")
@@ -83,7 +106,9 @@ def run_webcam(args: argparse.Namespace) -> int:
     detector = _detector(args)
     capture = cv2.VideoCapture(args.camera_id)
     if not capture.isOpened():
-        raise InputError(f"cannot open camera {args.camera_id}: check that it is connected and not in use, or pick --camera-id")
+        raise InputError(
+            f"cannot open camera {args.camera_id}: check that it is connected and not in use, or pick --camera-id"
+        )
     frames = run_stream(detector, capture, out=args.out, show=args.show, batch_size=1, max_frames=args.max_frames)
     print(f"processed {frames} frame(s)")
     return 0
@@ -122,7 +147,9 @@ def run_stream(
                 rate = len(frames) / max(time.perf_counter() - start, 1e-9)
                 for frame, dets in zip(frames, results):
                     drawn = dets.plot(frame)
-                    cv2.putText(drawn, f"{rate:.1f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 1, cv2.LINE_AA)
+                    cv2.putText(
+                        drawn, f"{rate:.1f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 1, cv2.LINE_AA
+                    )
                     if out is not None:
                         writer = writer or _open_writer(Path(out), fps, drawn.shape[1], drawn.shape[0])
                         writer.write(drawn)
@@ -178,7 +205,9 @@ def _open_window() -> None:
     from sdk.errors import BackendUnavailableError
 
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise BackendUnavailableError("--show needs a display, and $DISPLAY is not set: write a file with --out instead")
+        raise BackendUnavailableError(
+            "--show needs a display, and $DISPLAY is not set: write a file with --out instead"
+        )
     try:
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
     except cv2.error as exc:

@@ -25,11 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run a model_dir or .pt checkpoint on images, folders or glob patterns.",
     )
     parser.add_argument("model", help="model_dir written by `sdk export`, or an SDK .pt checkpoint")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or quoted glob patterns")
-    parser.add_argument("--out-dir", default="runs/infer", help="folder for drawn images and JSON files (default: %(default)s)")
-    parser.add_argument("--score-thr", type=float, default=0.3, help="keep detections scoring at least this (default: %(default)s)")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or quoted glob patterns"
+    )
+    parser.add_argument(
+        "--out-dir", default="runs/infer", help="folder for drawn images and JSON files (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--score-thr", type=float, default=0.3, help="keep detections scoring at least this (default: %(default)s)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per backend call (default: the model's maximum batch)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="images per backend call (default: the model's maximum batch)"
+    )
     parser.add_argument("--no-draw", action="store_true", help="write only the JSON files, no drawn images")
     parser.set_defaults(func=run)
 
@@ -51,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
     # Files are decoded once (reused for drawing); the next chunk decodes while this one runs.
     chunks = list(iter_chunks(list(zip(paths, stems)), detector.batch_size * 4))
     failed = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdk-decode") as pool, tqdm(
-        total=len(paths), unit="img", desc="infer"
-    ) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdk-decode") as pool,
+        tqdm(total=len(paths), unit="img", desc="infer") as bar,
+    ):
         pending = pool.submit(_decode, [p for p, _ in chunks[0]])
         for i, chunk in enumerate(chunks):
             images = pending.result()

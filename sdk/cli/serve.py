@@ -1,8 +1,8 @@
-"""``sdk serve MODEL_DIR [MODEL_DIR ...]``: the gRPC inference server (KServe v2 / Triton protocol).
+"""`sdk serve MODEL_DIR [MODEL_DIR ...]`: the gRPC inference server (KServe v2 / Triton protocol).
 
-Each model is served under its model_dir folder name (``--model-name`` renames a
-single one). Stock ``tritonclient.grpc`` and ``sdk.serving.Client`` talk to it.
-SIGTERM / Ctrl-C drain in-flight requests (``--grace-s``) before exiting.
+Each model is served under its model_dir folder name (`--model-name` renames a
+single one). Stock `tritonclient.grpc` and `sdk.serving.Client` talk to it.
+SIGTERM / Ctrl-C drain in-flight requests (`--grace-s`) before exiting.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""``sdk triton-repo MODEL_DIR OUT_DIR``: write a Triton Inference Server model repository.
+"""`sdk triton-repo MODEL_DIR OUT_DIR`: write a Triton Inference Server model repository.
 
 The repository model is the bare network: Triton receives preprocessed tensors
-(``sdk.preprocess.preprocess_batch`` on the client) and returns boxes in
-network-input pixels, whereas ``sdk serve`` decodes and preprocesses images on
-the server and returns boxes in original pixels. See ``sdk.converters.triton_repo``.
+(`sdk.preprocess.preprocess_batch` on the client) and returns boxes in
+network-input pixels, whereas `sdk serve` decodes and preprocesses images on
+the server and returns boxes in original pixels. See `sdk.converters.triton_repo`.
 """
 
 from __future__ import annotations

@@ -78,23 +78,23 @@ class SynthConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         lo, hi = self.objects_per_image
         checks = [
-            (self.image_size >= 32, "image_size must be >= 32"),
-            (0 <= self.size_jitter < 1, "size_jitter must be in [0, 1)"),
-            (0 <= lo <= hi, "objects_per_image must be (lo, hi) with 0 <= lo <= hi"),
-            (0 < self.object_size[0] <= self.object_size[1], "object_size must be (lo, hi) with 0 < lo <= hi"),
-            (self.max_aspect >= 1, "max_aspect must be >= 1"),
-            (0 <= self.clutter <= 1, "clutter must be in [0, 1]"),
-            (0 <= self.empty_fraction <= 1, "empty_fraction must be in [0, 1]"),
-            (0 <= self.max_overlap <= 1, "max_overlap must be in [0, 1]"),
-            (0 <= self.max_occlusion <= 1, "max_occlusion must be in [0, 1]"),
-            (0 <= self.max_truncation < 0.5, "max_truncation must be in [0, 0.5)"),
-            (len(self.classes) > 0 and set(self.classes) <= set(SHAPE_KINDS) and len(set(self.classes)) == len(self.classes),
-             f"classes must be distinct names from {SHAPE_KINDS}"),
-            (1 <= self.jpeg_quality <= 100, "jpeg_quality must be in 1..100"),
+            ("image_size", self.image_size >= 32, ">= 32"),
+            ("size_jitter", 0 <= self.size_jitter < 1, "in [0, 1)"),
+            ("objects_per_image", 0 <= lo <= hi, "(lo, hi) with 0 <= lo <= hi"),
+            ("object_size", 0 < self.object_size[0] <= self.object_size[1], "(lo, hi) with 0 < lo <= hi"),
+            ("max_aspect", self.max_aspect >= 1, ">= 1"),
+            ("clutter", 0 <= self.clutter <= 1, "in [0, 1]"),
+            ("empty_fraction", 0 <= self.empty_fraction <= 1, "in [0, 1]"),
+            ("max_overlap", 0 <= self.max_overlap <= 1, "in [0, 1]"),
+            ("max_occlusion", 0 <= self.max_occlusion <= 1, "in [0, 1]"),
+            ("max_truncation", 0 <= self.max_truncation < 0.5, "in [0, 0.5)"),
+            ("classes", 0 < len(set(self.classes)) == len(self.classes) and set(self.classes) <= set(SHAPE_KINDS),
+             f"distinct names from {SHAPE_KINDS}"),
+            ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "in 1..100"),
         ]
-        for ok, message in checks:
+        for name, ok, requirement in checks:
             if not ok:
-                raise ConfigError(f"synthetic dataset: {message} (got {self})")
+                raise ConfigError(f"synthetic dataset: {name} must be {requirement}, got {getattr(self, name)!r}")
         smallest_side = self.image_size * (1 - self.size_jitter)
         if self.object_size[0] > 0.9 * smallest_side:
             raise ConfigError(

@@ -73,7 +73,8 @@ class RandomScaleJitter(v2.Transform):
         return {"padding": pad, "top": max(0, top), "left": max(0, left), "height": win_h, "width": win_w}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        padded = self._call_kernel(F.pad, inpt, padding=params["padding"], fill=self.fill)
+        fill = self.fill if isinstance(inpt, (tv_tensors.Image, tv_tensors.Video)) else 0  # masks pad with 0
+        padded = self._call_kernel(F.pad, inpt, padding=params["padding"], fill=fill)
         out = self._call_kernel(F.crop, padded, params["top"], params["left"], params["height"], params["width"])
         if isinstance(inpt, tv_tensors.BoundingBoxes) and len(inpt):
             before = _areas(padded)
@@ -153,6 +154,11 @@ def collate_detection(batch: Sequence[Sample], *, pad_value: int = 114) -> tuple
     """
     if len(batch) == 0:
         raise ValueError("collate_detection needs at least one sample")
+    if len(batch[0]) != 3:
+        raise TypeError(
+            "collate_detection takes (image, target, record) samples: give the dataset "
+            "transforms=build_train_transforms(...) or build_eval_transforms(...)"
+        )
     images, targets, records = zip(*batch)
     height, width = max(im.shape[1] for im in images), max(im.shape[2] for im in images)
     if all(im.shape[1:] == (height, width) for im in images):

@@ -33,6 +33,11 @@ class RunLog:
     def records(self) -> list[dict[str, Any]]:
         return read_log(self.path)
 
+    def start_fresh(self) -> None:
+        """Move the log of an earlier run in the same folder to ``log.prev.jsonl``."""
+        if self.enabled and self.path.exists():
+            self.path.replace(self.path.with_name(self.path.stem + ".prev.jsonl"))
+
     def truncate_after(self, epoch: int) -> None:
         """Drop records of epochs after ``epoch`` (used on resume: those epochs rerun)."""
         if not self.enabled or not self.path.exists():

@@ -117,6 +117,8 @@ class Trainer:
         self.run_log = RunLog(self.work_dir / "log.jsonl", enabled=ctx.is_main)
         if options.resume:
             self._resume(options.resume)
+        else:
+            self.run_log.start_fresh()
         self.ddp_model: nn.Module = self.model
         if ctx.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -328,7 +330,8 @@ class Trainer:
         merged = {k: v for part in gathered for k, v in part.items()}
         metrics = {k: float(v) for k, v in evaluate_coco(self.cfg.data.val_ann, merged).items()
                    if isinstance(v, (int, float))}
-        self.run_log.write({"type": "val", "epoch": epoch, **{k: round(v, 5) for k, v in metrics.items()}})
+        self.run_log.write({"type": "val", "epoch": epoch, "images": len(merged),
+                            **{k: round(v, 5) for k, v in metrics.items()}})
         log.info("epoch %d: bbox_mAP %.4f  mAP_50 %.4f  mAP_75 %.4f", epoch, metrics["bbox_mAP"],
                  metrics["bbox_mAP_50"], metrics["bbox_mAP_75"])
         return {"epoch": epoch, **metrics}

@@ -1,1 +1,1 @@
-"""COCO-style evaluation (pycocotools)."""
+"""COCO-style evaluation (pycocotools): ``sdk.evaluation.coco_eval.evaluate_coco``."""

@@ -7,13 +7,13 @@ A backend runs one network batch and returns the detection contract
 Backend modules are imported only when a model_dir asks for them, so running an
 ONNX model never imports TensorRT or torch. Each backend module
 ``sdk.runtime.<backend>_backend`` exposes a class (named in ``_BACKEND_CLASSES``)
-constructed as ``cls(loaded_model_dir, device=device)``.
+constructed as ``cls(loaded_model_dir, device=device, **options)``.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -54,11 +54,13 @@ class Backend(Protocol):
         ...
 
 
-def create_backend(loaded: "LoadedModelDir", *, device: str = "cpu") -> Backend:
+def create_backend(loaded: LoadedModelDir, *, device: str = "cpu", **options: Any) -> Backend:
     """Construct the backend ``loaded.manifest.backend`` names on ``device``.
 
-    Raises ``BackendUnavailableError`` when that backend (its SDK module, its library
-    or the device) is not available here.
+    ``options`` go to the backend class (onnxruntime: ``intra_op_threads``, ``warmup``;
+    e.g. one thread per instance when a server runs several). Raises
+    ``BackendUnavailableError`` when that backend (its SDK module, its library or the
+    device) is not available here.
     """
     name = loaded.manifest.backend
     if name not in _BACKEND_CLASSES:
@@ -77,7 +79,7 @@ def create_backend(loaded: "LoadedModelDir", *, device: str = "cpu") -> Backend:
                 f"the {name!r} backend needs the Python package {exc.name.split('.')[0]!r}, which is not installed"
             ) from exc
         raise  # an sdk module is missing: a packaging bug, keep the traceback
-    return getattr(module, class_name)(loaded, device=device)
+    return getattr(module, class_name)(loaded, device=device, **options)
 
 
 def parse_device(device: str) -> tuple[str, int]:

@@ -47,7 +47,7 @@ class OnnxRuntimeBackend:
 
     def __init__(
         self,
-        loaded: "LoadedModelDir",
+        loaded: LoadedModelDir,
         *,
         device: str = "cpu",
         intra_op_threads: int | None = None,
@@ -89,7 +89,7 @@ class OnnxRuntimeBackend:
         outputs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(batch)})
         return dict(zip(self.output_names, outputs))
 
-    def _check_input(self, loaded: "LoadedModelDir") -> tuple[str, np.dtype, int | str | None]:
+    def _check_input(self, loaded: LoadedModelDir) -> tuple[str, np.dtype, int | str | None]:
         inputs = self.session.get_inputs()
         spec = loaded.manifest.input
         if len(inputs) != 1 or inputs[0].name != spec.name:
@@ -104,7 +104,7 @@ class OnnxRuntimeBackend:
             )
         return inputs[0].name, np.dtype(dtype), inputs[0].shape[0]
 
-    def _check_outputs(self, loaded: "LoadedModelDir") -> list[str]:
+    def _check_outputs(self, loaded: LoadedModelDir) -> list[str]:
         names = [o.name for o in self.session.get_outputs()]
         missing = [n for n in CONTRACT_OUTPUTS if n not in names]
         if missing:
@@ -163,11 +163,13 @@ def _providers(device: str) -> list:
 
 
 def _create_session(
-    loaded: "LoadedModelDir", options: ort.SessionOptions, providers: list, plugin_ops: Any
+    loaded: LoadedModelDir, options: ort.SessionOptions, providers: list, plugin_ops: Any
 ) -> ort.InferenceSession:
     try:
         # sdk:: nodes become onnxruntime-extensions ops in an in-memory copy of the graph
-        model = plugin_ops.prepare_model(loaded.model_path).SerializeToString() if plugin_ops else str(loaded.model_path)
+        model = (
+            plugin_ops.prepare_model(loaded.model_path).SerializeToString() if plugin_ops else str(loaded.model_path)
+        )
         return ort.InferenceSession(model, sess_options=options, providers=providers)
     except (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf, ort_state.NotImplemented) as exc:
         exported_with = loaded.manifest.library_versions.get("onnxruntime", "unknown")

@@ -38,7 +38,9 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: "torch.nn.Module", *, preprocess: Preprocess, max_det: int, device: str = "cpu", max_batch: int = 8) -> None:
+    def __init__(
+        self, model: torch.nn.Module, *, preprocess: Preprocess, max_det: int, device: str = "cpu", max_batch: int = 8
+    ) -> None:
         torch = require("torch", extra="torch", purpose="Running a .pt checkpoint")
         self.device = _torch_device(device)
         self.model = model.eval().to(self.device)
@@ -50,14 +52,22 @@ class TorchBackend:
         self._std = torch.tensor(preprocess.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
 
     @classmethod
-    def from_checkpoint(cls, path: Any, *, device: str = "cpu", max_batch: int = 8) -> tuple["TorchBackend", "CheckpointMeta"]:
+    def from_checkpoint(
+        cls, path: Any, *, device: str = "cpu", max_batch: int = 8
+    ) -> tuple[TorchBackend, CheckpointMeta]:
         """Build the eager model of an SDK checkpoint; returns ``(backend, checkpoint meta)``."""
         require("torch", extra="torch", purpose="Running a .pt checkpoint")
         from sdk.checkpoint import build_model_from_checkpoint
 
         _torch_device(device)  # fail on a missing GPU before loading weights
         model, meta = build_model_from_checkpoint(path, device=device)
-        backend = cls(model, preprocess=meta.preprocess, max_det=int(meta.postprocess["max_det"]), device=device, max_batch=max_batch)
+        backend = cls(
+            model,
+            preprocess=meta.preprocess,
+            max_det=int(meta.postprocess["max_det"]),
+            device=device,
+            max_batch=max_batch,
+        )
         return backend, meta
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -100,7 +110,7 @@ def _numpy(t: Any) -> np.ndarray:
     return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
-def _torch_device(device: str) -> "torch.device":
+def _torch_device(device: str) -> torch.device:
     import torch
 
     kind, index = parse_device(device)

@@ -23,8 +23,8 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-
 from sdk.converters.model_dir import write_model_dir
+
 from sdk.preprocess import Preprocess
 
 THRESHOLD = 200.0
@@ -86,7 +86,9 @@ def build_bright_box_onnx(
     box = node("Mul", [node("Cast", [box_i], "box_f", to=TensorProto.FLOAT), found], "box")
     frac = node("ReduceMean", [mask], "frac", axes=[1, 2], keepdims=0)  # [B]
     frac = node("Unsqueeze", [frac, const("ax1", [1], np.int64)], "frac1")  # [B, 1]
-    score = node("Mul", [node("Add", [node("Mul", [frac, const("c04", 0.4)], "f04"), const("c05", 0.5)], "s"), found], "score")
+    score = node(
+        "Mul", [node("Add", [node("Mul", [frac, const("c04", 0.4)], "f04"), const("c05", 0.5)], "s"), found], "score"
+    )
     masked = node("Mul", [x, node("Unsqueeze", [mask, const("ax1b", [1], np.int64)], "mask4")], "masked")
     chan = node("ReduceMax", [masked], "chan", axes=[2, 3], keepdims=0)  # [B, 3]
     label = node("Cast", [node("ArgMax", [chan], "label64", axis=1, keepdims=1)], "label", to=TensorProto.INT32)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdk.detector import Detector
 from sdk.detections import Detections
+from sdk.detector import Detector
 from sdk.errors import BackendUnavailableError, ConfigError, InputError, ModelDirError
 from sdk.manifest import MANIFEST_NAME
 from sdk.preprocess import Preprocess, resize_scale
@@ -169,8 +169,7 @@ def test_bad_image_is_an_input_error(make_model_dir, tmp_path):
 
 def test_detector_on_onnxruntime_does_not_import_torch(make_model_dir):
     model_dir = make_model_dir()
-    code = textwrap.dedent(
-        f"""
+    code = textwrap.dedent(f"""
         import sys
         import numpy as np
         import sdk
@@ -182,7 +181,6 @@ def test_detector_on_onnxruntime_does_not_import_torch(make_model_dir):
         print(dets[0].to_json())
         heavy = sorted(m for m in ("torch", "torchvision", "onnx", "tensorrt") if m in sys.modules)
         assert not heavy, heavy
-        """
-    )
+        """)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert json.loads(out)["labels"] == [0]

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from sdk.converters.model_dir import write_model_dir
+
 from sdk.errors import ConfigError, ModelDirError
 from sdk.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, load_model_dir, sha256_file
 from sdk.preprocess import Preprocess
@@ -47,7 +47,9 @@ def test_round_trip_records_everything(tmp_path):
     ckpt.write_bytes(b"weights")
     extra = tmp_path / "model.onnx.data"
     extra.write_bytes(b"\x00" * 3000)
-    model_dir = _write(tmp_path, source_checkpoint=ckpt, extra_files=[extra], plugins=["sdk::BatchedNMS"], flavor="tensorrt")
+    model_dir = _write(
+        tmp_path, source_checkpoint=ckpt, extra_files=[extra], plugins=["sdk::BatchedNMS"], flavor="tensorrt"
+    )
 
     loaded = load_model_dir(model_dir)
     m = loaded.manifest
@@ -69,7 +71,11 @@ def test_round_trip_records_everything(tmp_path):
     assert m.files == {"model.onnx": sha256_file(model_dir / "model.onnx"), "model.onnx.data": sha256_file(extra)}
     assert m.library_versions["onnxruntime"]  # installed libraries are recorded
     assert Manifest.from_dict(json.loads(m.to_json())) == m
-    assert sorted(p.name for p in model_dir.iterdir()) == ["manifest.json", "model.onnx", "model.onnx.data"]  # no temp files
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "manifest.json",
+        "model.onnx",
+        "model.onnx.data",
+    ]  # no temp files
 
 
 def test_float_input_and_dynamic_shape(tmp_path):
@@ -143,8 +149,12 @@ def test_missing_listed_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "field", ["format_version", "backend", "classes", "preprocess", "files", "model_file", "input", "outputs", "postprocess", "created_at"]
-)
+    "field",
+    [
+        "format_version", "backend", "flavor", "classes", "preprocess", "files", "model_file", "input",
+        "outputs", "postprocess", "plugins", "source_checkpoint_sha256", "library_versions", "created_at",
+    ],
+)  # fmt: skip
 def test_missing_top_level_field(tmp_path, field):
     model_dir = _write(tmp_path)
     _edit_manifest(model_dir, lambda d: d.pop(field))
@@ -174,6 +184,8 @@ def test_missing_nested_field(tmp_path, section, field):
         (lambda d: d["files"].update({"../outside.bin": "0" * 64}), r"must be a relative path inside"),
         (lambda d: d.update(model_file="other.onnx"), r"'other.onnx' is not listed in 'files'"),
         (lambda d: d.update(format_version=0), r"format_version' must be >= 1"),
+        (lambda d: d["files"].update({"model.onnx": "abc"}), r"'model.onnx' has 'abc', not a sha256"),
+        (lambda d: d.update(flavor="openvino"), r"field 'flavor' must be one of"),
     ],
 )
 def test_invalid_field(tmp_path, edit, match):
@@ -187,7 +199,9 @@ def test_newer_format_version(tmp_path):
     model_dir = _write(tmp_path)
     # a newer format may have changed anything else too: the version is checked first
     _edit_manifest(model_dir, lambda d: (d.update(format_version=FORMAT_VERSION + 1), d.pop("classes")))
-    with pytest.raises(ModelDirError, match=rf"written by a newer sdk \(format {FORMAT_VERSION + 1} > {FORMAT_VERSION}\): upgrade sdk"):
+    with pytest.raises(
+        ModelDirError, match=rf"written by a newer sdk \(format {FORMAT_VERSION + 1} > {FORMAT_VERSION}\): upgrade sdk"
+    ):
         load_model_dir(model_dir)
 
 

@@ -41,7 +41,7 @@ def test_session_options(make_model_dir):
     assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert backend.session.get_providers() == ["CPUExecutionProvider"]
-    threads = OnnxRuntimeBackend(load_model_dir(make_model_dir()), intra_op_threads=1, warmup=False)
+    threads = create_backend(load_model_dir(make_model_dir()), intra_op_threads=1, warmup=False)
     assert threads.session.get_session_options().intra_op_num_threads == 1
 
 
@@ -102,3 +102,96 @@ def test_backend_library_not_installed(make_model_dir, monkeypatch, tmp_path):
     monkeypatch.setitem(base._BACKEND_CLASSES, "onnxruntime", ("fake_trt_backend", "Backend"))
     with pytest.raises(BackendUnavailableError, match="needs the Python package 'tensorrt_that_is_not_installed'"):
         create_backend(loaded)
+
+
+def _nms_graph(path, *, weights: np.ndarray, candidates: np.ndarray, max_det: int, size: int):
+    """uint8 images -> sdk::BatchedNMS over fixed ``candidates`` [N, 4] with scores
+    [B, N, 2] = ``weights`` [N, 2] * (mean R, mean G) / 255: the TensorRT-flavor tail."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [
+        numpy_helper.from_array(candidates[None].astype(np.float32), "cand"),
+        numpy_helper.from_array(weights[None].astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([len(candidates), 4], np.int64), "n4"),
+        numpy_helper.from_array(np.array([1], np.int64), "ax1"),
+        numpy_helper.from_array(np.array([0], np.int64), "start"),
+        numpy_helper.from_array(np.array([2], np.int64), "end"),
+        numpy_helper.from_array(np.array(255.0, np.float32), "c255"),
+    ]
+    nodes = [
+        helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[2, 3], keepdims=0),
+        helper.make_node("Div", ["m", "c255"], ["m01"]),
+        helper.make_node("Slice", ["m01", "start", "end", "ax1"], ["rg"]),
+        helper.make_node("Unsqueeze", ["rg", "ax1"], ["rg3"]),
+        helper.make_node("Mul", ["rg3", "w"], ["cand_scores"]),
+        helper.make_node("Shape", ["x"], ["b"], start=0, end=1),
+        helper.make_node("Concat", ["b", "n4"], ["bn4"], axis=0),
+        helper.make_node("Expand", ["cand", "bn4"], ["cand_boxes"]),
+        helper.make_node(
+            "BatchedNMS",
+            ["cand_boxes", "cand_scores"],
+            ["num_dets", "boxes", "scores", "labels"],
+            domain="sdk",
+            score_threshold=0.05,
+            iou_threshold=0.5,
+            max_det=max_det,
+            pre_nms_top_k=-1,
+            class_agnostic=0,
+        ),
+    ]
+    k = max_det
+    graph = helper.make_graph(
+        nodes,
+        "nms_tail",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["B", 3, size, size])],
+        [
+            helper.make_tensor_value_info("num_dets", TensorProto.INT32, ["B", 1]),
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["B", k, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["B", k]),
+            helper.make_tensor_value_info("labels", TensorProto.INT32, ["B", k]),
+        ],
+        initializer=inits,
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("sdk", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets, ir_version=8), str(path))
+    return path
+
+
+def test_tensorrt_flavor_graph_runs_with_sdk_custom_ops(tmp_path):
+    pytest.importorskip("sdk.trt_plugins.ort_ops", reason="sdk.trt_plugins.ort_ops (onnxruntime-extensions) needed")
+    torch = pytest.importorskip("torch")
+    from sdk.converters.model_dir import write_model_dir
+    from sdk.trt_plugins.batched_nms.reference import batched_nms_reference
+
+    candidates = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [5, 20, 15, 31]], np.float32)
+    weights = np.array([[1.0, 0.2], [0.9, 0.1], [0.3, 0.8], [0.05, 0.6]], np.float32)
+    model = _nms_graph(tmp_path / "nms.onnx", weights=weights, candidates=candidates, max_det=6, size=32)
+    pre = Preprocess(size=(32, 32))
+    model_dir = write_model_dir(
+        tmp_path / "model_dir",
+        model_file=model,
+        backend="onnxruntime",
+        flavor="tensorrt",
+        precision="fp32",
+        model_name="nms_tail",
+        classes=["red", "green"],
+        preprocess=pre,
+        postprocess={"score_thr": 0.05, "iou_thr": 0.5, "max_det": 6},
+        input_shape=(32, 32),
+        max_batch=4,
+        plugins=["sdk::BatchedNMS"],
+    )
+    backend = create_backend(load_model_dir(model_dir))
+    rng = np.random.default_rng(1)
+    batch = rng.integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
+    out = backend.infer(batch)
+
+    means = batch.astype(np.float32).mean(axis=(2, 3))[:, :2] / 255.0
+    scores = means[:, None, :] * weights[None]
+    boxes = np.broadcast_to(candidates, (3, 4, 4)).copy()
+    expected = batched_nms_reference(torch.from_numpy(boxes), torch.from_numpy(scores), 0.05, 0.5, 6)
+    for name, ref in zip(("num_dets", "boxes", "scores", "labels"), expected):
+        np.testing.assert_allclose(out[name], ref.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+    assert out["num_dets"].min() > 0

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from sdk.detector import Detector  # noqa: E402
-from sdk.errors import BackendUnavailableError, ConfigError  # noqa: E402
+from sdk.errors import BackendUnavailableError, CheckpointError, ConfigError  # noqa: E402
 from sdk.preprocess import Preprocess, preprocess_batch  # noqa: E402
 from sdk.runtime.torch_backend import TorchBackend, pack_detections  # noqa: E402
 
@@ -31,24 +31,34 @@ class TorchBrightBox(torch.nn.Module):
         results = []
         for pixels, mask in zip(x, masks):
             if not mask.any():
-                results.append({"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)})
+                results.append(
+                    {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+                )
                 continue
             cols, rows = mask.any(0).nonzero()[:, 0], mask.any(1).nonzero()[:, 0]
             box = torch.stack([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]).float()
             label = (pixels * mask).amax((1, 2)).argmax()
-            results.append({"boxes": box[None], "scores": (0.5 + 0.4 * mask.float().mean())[None], "labels": label[None]})
+            results.append(
+                {"boxes": box[None], "scores": (0.5 + 0.4 * mask.float().mean())[None], "labels": label[None]}
+            )
         return results
 
 
 class Recorder(torch.nn.Module):
     def forward(self, images):
         self.seen = images.clone()
-        return [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}] * len(images)
+        return [
+            {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+        ] * len(images)
 
 
 def test_pack_detections_sorts_truncates_and_pads():
     dets = [
-        {"boxes": torch.arange(12.0).view(3, 4), "scores": torch.tensor([0.2, 0.9, 0.5]), "labels": torch.tensor([1, 2, 3])},
+        {
+            "boxes": torch.arange(12.0).view(3, 4),
+            "scores": torch.tensor([0.2, 0.9, 0.5]),
+            "labels": torch.tensor([1, 2, 3]),
+        },
         {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)},
     ]
     out = pack_detections(dets, max_det=2)
@@ -90,11 +100,14 @@ def test_cuda_unavailable():
 @pytest.fixture
 def stub_checkpoint(monkeypatch, tmp_path):
     """A ``.pt`` path whose ``sdk.checkpoint.build_model_from_checkpoint`` yields the
-    torch bright-box model (the real module is tested by the models suite)."""
+    torch bright-box model: its answers are known, so eager and ONNX Runtime can be
+    compared box for box (real checkpoints: ``test_real_checkpoint_*`` below)."""
 
     def make(pre: Preprocess):
         meta = types.SimpleNamespace(
-            classes=("red", "green", "blue"), preprocess=pre, postprocess={"score_thr": 0.05, "iou_thr": 0.5, "max_det": 5}
+            classes=("red", "green", "blue"),
+            preprocess=pre,
+            postprocess={"score_thr": 0.05, "iou_thr": 0.5, "max_det": 5},
         )
         calls = []
 
@@ -136,3 +149,44 @@ def test_checkpoint_detector_rejects_other_backends(stub_checkpoint):
     path, _ = stub_checkpoint(Preprocess())
     with pytest.raises(ConfigError, match="runs on the 'torch' backend"):
         Detector(path, backend="onnxruntime")
+
+
+def test_real_checkpoint_matches_the_eager_model(tmp_path):
+    checkpoint = pytest.importorskip("sdk.checkpoint")
+    from sdk.models import build_model
+
+    torch.manual_seed(0)
+    pre = Preprocess(size=(128, 160))
+    meta = checkpoint.CheckpointMeta(
+        model_name="fcos_tiny",
+        num_classes=3,
+        classes=("__background__", "a", "b"),
+        preprocess=pre,
+        postprocess={"score_thr": 0.0, "iou_thr": 0.5, "max_det": 20},  # keep the untrained model's guesses
+    )
+    path = checkpoint.save_checkpoint(
+        tmp_path / "fcos.pt", meta=meta, state_dict=build_model("fcos_tiny", num_classes=3).state_dict()
+    )
+    det = Detector(path, batch_size=2)
+    assert det.backend_name == "torch" and det.classes == ["__background__", "a", "b"] and det.preprocess == pre
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((100, 240), (300, 120), (128, 160))]
+    results = det(images, channel_order="rgb")  # chunks of 2 and 1
+    model, _ = checkpoint.build_model_from_checkpoint(path)
+    for image, dets in zip(images, results):
+        batch, (record,) = preprocess_batch([image], pre)
+        with torch.inference_mode():
+            (ref,) = model(torch.from_numpy(pre.normalize(batch)))
+        assert 0 < len(dets) <= 20 and len(ref["scores"]) >= len(dets)
+        np.testing.assert_allclose(dets.scores, ref["scores"][:20].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(dets.boxes, record.boxes_to_original(ref["boxes"][:20].numpy()), atol=1e-3)
+        np.testing.assert_array_equal(dets.labels, ref["labels"][:20].numpy())
+
+
+def test_plain_state_dict_is_refused(tmp_path):
+    pytest.importorskip("sdk.checkpoint")
+    path = tmp_path / "torchvision_weights.pth"
+    torch.save({"head.weight": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="sdk convert torchvision"):
+        Detector(path)

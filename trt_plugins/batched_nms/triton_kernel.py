@@ -29,15 +29,11 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .._triton_aot import compile_for_cuda
 from .reference import batched_nms_reference, check_nms_inputs
 
 BLOCK_ROWS = 32
 WORD_BITS = 32
-
-
-@triton.jit
-def _bit_or(a, b):
-    return a | b
 
 
 @triton.jit
@@ -69,12 +65,16 @@ def _iou_mask_kernel(
     height = tl.maximum(tl.minimum(ry2[:, None], cy2[None, :]) - tl.maximum(ry1[:, None], cy1[None, :]), 0.0)
     inter = width * height
     union = ((rx2 - rx1) * (ry2 - ry1))[:, None] + ((cx2 - cx1) * (cy2 - cy1))[None, :] - inter
-    hit = (tl.div_rn(inter, union) > iou_threshold) & (cols[None, :] > rows[:, None]) & col_ok[None, :]
+    # union == 0 (degenerate pairs): torchvision's 0/0 is NaN, never above the threshold
+    nonzero = union != 0.0
+    iou = tl.div_rn(inter, tl.where(nonzero, union, 1.0))
+    hit = nonzero & (iou > iou_threshold) & (cols[None, :] > rows[:, None]) & col_ok[None, :]
     if not CLASS_AGNOSTIC:
         row_labels = tl.load(labels_ptr + image * num_cand + rows, mask=row_ok, other=-1)
         col_labels = tl.load(labels_ptr + image * num_cand + cols, mask=col_ok, other=-2)
         hit = hit & (row_labels[:, None] == col_labels[None, :])
-    packed = tl.reduce(tl.where(hit, 1 << bits[None, :], 0), 1, _bit_or)
+    # distinct powers of two: their sum is their bitwise OR; int64 keeps bit 31 unsigned
+    packed = tl.sum(tl.where(hit, tl.full([1, 32], 1, tl.int64) << bits[None, :].to(tl.int64), 0), axis=1).to(tl.int32)
     tl.store(mask_ptr + (image.to(tl.int64) * num_cand + rows) * num_words + word, packed, mask=row_ok)
 
 
@@ -97,7 +97,7 @@ def _greedy_kernel(
     count = 0
     i = 0
     while (i < num_valid) & (count < max_det):
-        word = tl.reduce(tl.where(words == i // 32, suppressed, 0), 0, _bit_or)
+        word = tl.sum(tl.where(words == i // 32, suppressed, 0), axis=0)  # picks one word
         if ((word >> (i % 32)) & 1) == 0:
             row = tl.load(row_base + i * num_words + words, mask=words < num_words, other=0)
             suppressed = suppressed | row
@@ -161,6 +161,30 @@ def batched_nms_triton(
     out_scores = torch.where(rows_ok, cand_scores.gather(1, keep), 0.0)
     out_labels = torch.where(rows_ok, labels.gather(1, keep), 0)
     return out_num, out_boxes, out_scores, out_labels
+
+
+def compile_kernels(*, arch: int = 90, block_words: int = 128) -> dict:
+    """Compile both kernels ahead of time for an NVIDIA GPU (``sm_<arch>``); no GPU needed.
+
+    Returns ``{name: triton CompiledKernel}`` (``.asm["ptx"]``, ``.asm["cubin"]``, ``.name``),
+    e.g. for a TensorRT ``aot_impl`` or a CI check. ``block_words`` fixes the greedy
+    kernel's mask width (``ceil(M / 32)`` rounded up to a power of two).
+    """
+    iou_signature = {
+        "boxes_ptr": "*fp32", "labels_ptr": "*i32", "mask_ptr": "*i32",
+        "num_cand": "i32", "num_words": "i32", "iou_threshold": "fp32",
+    }
+    greedy_signature = {
+        "mask_ptr": "*i32", "num_valid_ptr": "*i32", "keep_ptr": "*i32", "count_ptr": "*i32",
+        "num_cand": "i32", "num_words": "i32", "max_det": "i32",
+    }
+    kernels = {}
+    for agnostic in (False, True):
+        constexprs = {"CLASS_AGNOSTIC": agnostic, "BLOCK": BLOCK_ROWS}
+        name = "iou_mask_agnostic" if agnostic else "iou_mask"
+        kernels[name] = compile_for_cuda(_iou_mask_kernel, iou_signature, constexprs, arch=arch)
+    kernels["greedy"] = compile_for_cuda(_greedy_kernel, greedy_signature, {"BLOCK_WORDS": block_words}, arch=arch)
+    return kernels
 
 
 def benchmark(

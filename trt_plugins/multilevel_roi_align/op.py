@@ -17,7 +17,9 @@ from .reference import check_roi_align_inputs, multilevel_roi_align_reference
 QUALNAME = "sdk::multilevel_roi_align"
 
 
-def _cuda_kernel(rois, features, output_size, sampling_ratio, aligned, spatial_scales, canonical_scale, canonical_level):
+def _cuda_kernel(
+    rois, features, output_size, sampling_ratio, aligned, spatial_scales, canonical_scale, canonical_level
+):
     from .triton_kernel import multilevel_roi_align_triton  # lazy: keeps triton off the CPU path
 
     return multilevel_roi_align_triton(

@@ -1,0 +1,101 @@
+"""Every torchvision-named model loads torchvision's state_dict strictly and reproduces
+torchvision's detections and training losses on the same input.
+
+torchvision's model is the reference: built by torchvision's own builder with random
+weights (made informative by ``randomize_``), run with a pass-through transform.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from parity_support import assert_same_detections, randomize_, run_torchvision, torchvision_reference
+
+import sdk.models
+
+NUM_CLASSES = 5
+# Builder keyword arguments given to torchvision's builder and to ours alike: fewer
+# proposals and sampled RoIs keep the two-stage models' box heads cheap on a CPU.
+_FEWER_ROIS = {"rpn_post_nms_top_n_test": 200, "rpn_post_nms_top_n_train": 300, "box_batch_size_per_image": 128}
+TORCHVISION_NAMED = {
+    "retinanet_resnet50_fpn": {},
+    "fcos_resnet50_fpn": {},
+    "fasterrcnn_resnet50_fpn": _FEWER_ROIS,
+    "fasterrcnn_mobilenet_v3_large_fpn": _FEWER_ROIS,
+    "ssdlite320_mobilenet_v3_large": {},
+}
+# (batch, height, width): two batches of different sizes, neither the calibration one.
+# Small, so the R50 models run in seconds on a CPU.
+EVAL_INPUTS = [(2, 96, 128), (1, 160, 96)]
+
+
+def _images(batch: int, height: int, width: int, seed: int) -> torch.Tensor:
+    return torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module", params=list(TORCHVISION_NAMED))
+def pair(request):
+    """(name, torchvision model, our model with the torchvision state_dict), both eval."""
+    name = request.param
+    torch.manual_seed(0)
+    kwargs = TORCHVISION_NAMED[name]
+    reference = torchvision_reference(name, num_classes=NUM_CLASSES, **kwargs)
+    randomize_(reference, _images(2, 128, 128, seed=1), seed=2)
+    ours = sdk.models.build_model(name, num_classes=NUM_CLASSES, **kwargs)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return name, reference.eval(), ours.eval()
+
+
+def test_registry_names_torchvision_builder():
+    for name in TORCHVISION_NAMED:
+        assert sdk.models.get_model_spec(name).torchvision_name == name
+
+
+@pytest.mark.parametrize("shape", EVAL_INPUTS, ids=lambda s: "x".join(map(str, s)))
+def test_eval_detections_match_torchvision(pair, shape):
+    name, reference, ours = pair
+    images = _images(*shape, seed=3)
+    with torch.no_grad():
+        expected = run_torchvision(reference, images)
+        actual = ours(images)
+    assert_same_detections(actual, expected, min_dets=20)
+
+
+@pytest.mark.parametrize("pair", ["ssdlite320_mobilenet_v3_large"], indirect=True)
+def test_parity_check_detects_a_changed_weight(pair):
+    """The comparison above is sensitive: one perturbed weight breaks it."""
+    name, reference, ours = pair
+    changed = copy.deepcopy(ours)
+    with torch.no_grad():
+        next(p for n, p in changed.named_parameters() if n.startswith("backbone")).mul_(1.5)
+    images = _images(*EVAL_INPUTS[0], seed=3)
+    with torch.no_grad():
+        expected = run_torchvision(reference, images)
+        actual = changed(images)
+    with pytest.raises(AssertionError):
+        assert_same_detections(actual, expected, min_dets=20)
+
+
+def test_training_losses_match_torchvision(pair):
+    name, reference, ours = copy.deepcopy(pair)
+    images = _images(2, 128, 160, seed=4)
+    targets = [
+        {"boxes": torch.tensor([[10.0, 20.0, 90.0, 120.0], [100.0, 30.0, 150.0, 70.0]]), "labels": torch.tensor([1, 3])},
+        {"boxes": torch.tensor([[40.0, 40.0, 80.0, 70.0]]), "labels": torch.tensor([4])},
+    ]
+    reference.train()
+    ours.train()
+    torch.manual_seed(5)
+    expected = run_torchvision(reference, images, copy.deepcopy(targets))
+    torch.manual_seed(5)
+    # torchvision's training transform draws one random number per image (its min_size
+    # choice) before the model samples proposals; draw them too so both samplers see
+    # the same stream.
+    torch.empty(images.shape[0]).uniform_()
+    actual = ours(images, copy.deepcopy(targets))
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        assert torch.isfinite(actual[key])
+        torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-5, msg=f"{name} loss {key}")

@@ -1,0 +1,163 @@
+"""``sdk infer``, ``sdk demo`` and the MMDetection-style helpers."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from sdk.apis import inference_detector, init_detector
+from sdk.cli.infer import unique_stems
+from sdk.cli.main import main
+from sdk.detections import Detections
+from sdk.detector import Detector
+from sdk.errors import ConfigError
+
+
+@pytest.fixture
+def image_folder(tmp_path, scene):
+    """Two folders of images (one stem repeated) and one unreadable file."""
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "red.jpg"), scene(120, 200, (20, 30, 100, 90), (255, 0, 0))[:, :, ::-1])
+    cv2.imwrite(str(folder / "green.png"), scene(90, 60, (10, 10, 50, 80), (0, 255, 0))[:, :, ::-1])
+    cv2.imwrite(str(folder / "sub" / "red.png"), scene(50, 50, (0, 0, 25, 25), (0, 0, 255))[:, :, ::-1])
+    return folder
+
+
+def test_infer_writes_json_and_drawn_images(make_model_dir, image_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "infer",
+            str(make_model_dir()),
+            str(image_folder),
+            str(image_folder / "sub" / "*.png"),
+            "--out-dir",
+            str(out),
+            "--batch-size",
+            "2",
+        ]
+    )
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "green.json",
+        "green.png",
+        "red.jpg",
+        "red.json",
+        "red_1.json",
+        "red_1.png",
+    ]
+    record = json.loads((out / "green.json").read_text())
+    assert record["image"] == str(image_folder / "green.png")
+    assert (record["width"], record["height"]) == (60, 90)
+    assert record["names"] == ["green"] and record["labels"] == [1]
+    np.testing.assert_allclose(record["boxes"][0], [10, 10, 50, 80], atol=2)
+    assert json.loads((out / "red_1.json").read_text())["names"] == ["blue"]
+    assert cv2.imread(str(out / "red.jpg")).shape == (120, 200, 3)
+    assert "wrote 3 result(s)" in capsys.readouterr().out
+
+
+def test_infer_skips_unreadable_images(make_model_dir, image_folder, tmp_path, capsys):
+    (image_folder / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    rc = main(["infer", str(make_model_dir()), str(image_folder), "--out-dir", str(out), "--no-draw"])
+    assert rc == 1
+    assert sorted(p.name for p in out.iterdir()) == ["green.json", "red.json"]
+    assert "1 image(s) unreadable" in capsys.readouterr().out
+
+
+def test_infer_user_errors_print_one_line(make_model_dir, image_folder, tmp_path, capsys):
+    assert main(["infer", str(make_model_dir()), str(tmp_path / "nothing*.jpg")]) == 2
+    assert main(["infer", str(tmp_path / "no_model"), str(image_folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("error: no files match the pattern") and err[1].startswith("error: model not found")
+
+
+def test_unique_stems(tmp_path):
+    paths = [tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.png", tmp_path / "x_1.jpg", tmp_path / "y.jpg"]
+    assert unique_stems(paths) == ["x", "x_1", "x_1_1", "y"]
+
+
+def _write_video(path, frames: int, size=(96, 64)) -> None:
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (w, h))
+    assert writer.isOpened()
+    for i in range(frames):  # a white square walking right
+        frame = np.zeros((h, w, 3), np.uint8)
+        frame[20:40, 5 + 5 * i : 25 + 5 * i] = 255
+        writer.write(frame)
+    writer.release()
+
+
+def test_demo_video_writes_annotated_video(make_model_dir, tmp_path, capsys):
+    video, out = tmp_path / "walk.avi", tmp_path / "out" / "walk_det.avi"
+    _write_video(video, frames=7)
+    rc = main(
+        [
+            "demo",
+            "video",
+            str(make_model_dir()),
+            str(video),
+            "--out",
+            str(out),
+            "--batch-size",
+            "3",
+            "--score-thr",
+            "0.1",
+        ]
+    )
+    assert rc == 0 and "processed 7 frame(s)" in capsys.readouterr().out
+    capture = cv2.VideoCapture(str(out))
+    frames = []
+    while (frame := capture.read())[0]:
+        frames.append(frame[1])
+    assert len(frames) == 7 and frames[0].shape == (64, 96, 3)
+    # boxes are drawn in colour around the white square: coloured pixels appear
+    spread = frames[3].astype(int).max(axis=2) - frames[3].astype(int).min(axis=2)
+    assert (spread > 100).sum() > 20
+
+
+def test_demo_video_max_frames(make_model_dir, tmp_path, capsys):
+    video = tmp_path / "walk.avi"
+    _write_video(video, frames=6)
+    assert (
+        main(
+            ["demo", "video", str(make_model_dir()), str(video), "--out", str(tmp_path / "o.mp4"), "--max-frames", "4"]
+        )
+        == 0
+    )
+    assert "processed 4 frame(s)" in capsys.readouterr().out
+
+
+def test_demo_errors(make_model_dir, tmp_path, capsys, monkeypatch):
+    model_dir = make_model_dir()
+    (tmp_path / "fake.mp4").write_bytes(b"not a video at all")
+    assert main(["demo", "video", str(model_dir), str(tmp_path / "missing.mp4")]) == 2
+    assert main(["demo", "video", str(model_dir), str(tmp_path / "fake.mp4"), "--out", str(tmp_path / "o.mp4")]) == 2
+    _write_video(tmp_path / "ok.avi", frames=2)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["demo", "video", str(model_dir), str(tmp_path / "ok.avi"), "--show"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("error: video file not found")
+    assert err[1].startswith("error: ") and "fake.mp4" in err[1]
+    assert "--show needs a display" in err[2] or "cannot open windows" in err[2]
+
+
+def test_init_and_inference_detector(make_model_dir, scene, tmp_path):
+    model_dir = make_model_dir()
+    model = init_detector(model_dir)
+    assert isinstance(model, Detector)
+    assert isinstance(init_detector("configs/any.py", model_dir, device="cpu", score_thr=0.2), Detector)
+    image = scene(50, 80, (10, 10, 40, 40), (0, 255, 0))
+    dets = inference_detector(model, image, channel_order="rgb")
+    assert isinstance(dets, Detections) and dets.names == ["green"]
+    many = inference_detector(model, [image, image[:, :, ::-1]])
+    assert [d.names for d in many] == [["green"], ["green"]]
+    with pytest.raises(ConfigError, match="pass the trained checkpoint too"):
+        init_detector("configs/retinanet_tiny.py")
+    with pytest.raises(ConfigError, match="needs the Detector"):
+        inference_detector(str(model_dir), image)

@@ -1,0 +1,43 @@
+"""The load generator against a live server (short windows; no timing assertions)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from serving_support import MODEL_NAME, png_bytes, serve
+
+from sdk.serving import run_load
+from sdk.serving.loadgen import CSV_FIELDS, format_table, write_csv
+
+
+def test_run_load_reports_each_level(model_dir, scenes, tmp_path):
+    with serve(model_dir, max_queue_delay_us=500, token="t0k") as thread:
+        results = run_load(
+            thread.url,
+            MODEL_NAME,
+            concurrency_levels=(1, 4),
+            duration_s=0.5,
+            warmup_s=0.2,
+            images=[png_bytes(s) for s in scenes],
+            token="t0k",
+            batch_size=2,
+        )
+        wrong_token = run_load(
+            thread.url, MODEL_NAME, concurrency_levels=(2,), duration_s=0.3, warmup_s=0.0, images=scenes, token="bad"
+        )
+    assert [r["concurrency"] for r in results] == [1, 4]
+    for row in results:
+        assert set(row) == set(CSV_FIELDS)
+        assert row["requests"] > 0 and row["errors"] == 0
+        assert row["inferences_per_s"] == pytest.approx(row["requests_per_s"] * 2)
+        assert 0 < row["latency_ms_p50"] <= row["latency_ms_p90"] <= row["latency_ms_p95"] <= row["latency_ms_p99"]
+        assert row["server_compute_ms"] > 0
+    (failed,) = wrong_token
+    assert failed["requests"] == 0 and failed["errors"] > 0 and set(failed["error_codes"]) == {"UNAUTHENTICATED"}
+
+    path = write_csv(results + wrong_token, tmp_path / "load.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert [int(r["concurrency"]) for r in rows] == [1, 4, 2]
+    assert rows[2]["error_codes"].startswith("UNAUTHENTICATED:")
+    assert format_table(results).count("\n") == 2

@@ -1,0 +1,149 @@
+"""The server as a process: `sdk serve` end to end, metrics, and SIGTERM draining in-flight requests."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from serving_support import MODEL_NAME, png_bytes
+from tritonclient.utils import InferenceServerException
+
+from sdk.serving import Client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpcclient.InferenceServerClient(url) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited early ({proc.returncode}):\n{proc.stdout.read()}")
+            try:
+                if client.is_server_ready(client_timeout=1):
+                    return
+            except Exception:
+                pass
+            time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"server not ready after {timeout} s:\n{proc.stdout.read()}")
+
+
+def bytes_input(image: np.ndarray) -> grpcclient.InferInput:
+    infer_input = grpcclient.InferInput("images", [1, 1], "BYTES")
+    infer_input.set_data_from_numpy(np.array([png_bytes(image)], dtype=np.object_).reshape(1, 1))
+    return infer_input
+
+
+def test_sdk_serve_cli_with_metrics(model_dir, scenes):
+    port, metrics_port = free_port(), free_port()
+    proc = start(
+        ["-m", "sdk.cli.main", "serve", str(model_dir), "--port", str(port), "--model-name", "det",
+         "--max-batch-size", "4", "--max-queue-delay-us", "500", "--metrics-port", str(metrics_port)]
+    )
+    try:
+        url = f"127.0.0.1:{port}"
+        wait_ready(url, proc)
+        with Client(url) as client:
+            assert client.model == "det"
+            assert [int(d.labels[0]) for d in client.detect([png_bytes(s) for s in scenes])] == [0, 1, 2]
+            assert client.metadata()["max_batch_size"] == 4
+        body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        assert 'sdk_serving_requests_total{model="det"} 1.0' in body
+        assert 'sdk_serving_images_total{model="det"} 3.0' in body
+        assert "sdk_serving_batch_size_bucket" in body and "sdk_serving_queue_seconds_bucket" in body
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_sdk_serve_reports_a_bad_model_dir(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sdk.cli.main", "serve", str(tmp_path / "missing")], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: model_dir not found")
+
+
+DRAIN_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from sdk.serving.batcher import BatchingConfig
+    from sdk.serving.model import ServedModel
+    from sdk.serving.server import InferenceServer, ServerOptions
+
+    class Slow:  # every batch takes 0.4 s, so requests are in flight when SIGTERM comes
+        def __init__(self, backend):
+            self.backend, self.min_batch = backend, backend.min_batch
+        def infer(self, batch):
+            time.sleep(0.4)
+            return self.backend.infer(batch)
+
+    model = ServedModel.from_model_dir(sys.argv[1])
+    factory = model.backend_factory
+    model = ServedModel(**{**vars(model), "backend_factory": lambda: Slow(factory())})
+    options = ServerOptions(port=int(sys.argv[2]), grace_s=30)
+    asyncio.run(InferenceServer([(model, BatchingConfig(max_batch_size=1))], options).serve_until_signal())
+    print("exited cleanly")
+    """
+)
+
+
+def test_sigterm_drains_in_flight_requests(model_dir, scenes):
+    port = free_port()
+    url = f"127.0.0.1:{port}"
+    proc = start(["-c", DRAIN_SCRIPT, str(model_dir), str(port)])
+    try:
+        wait_ready(url, proc)
+        replies: queue.Queue = queue.Queue()
+        with grpcclient.InferenceServerClient(url) as client:
+            for i in range(3):  # 3 requests x 0.4 s, one at a time
+                client.async_infer(
+                    MODEL_NAME, [bytes_input(scenes[i])], lambda result, error: replies.put((result, error)), request_id=str(i)
+                )
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while True:  # readiness drops at once
+                try:
+                    if not client.is_server_ready(client_timeout=1):
+                        break
+                except Exception:
+                    break
+                assert time.monotonic() < deadline, "server still ready after SIGTERM"
+                time.sleep(0.05)
+            with grpcclient.InferenceServerClient(url) as late:
+                with pytest.raises(InferenceServerException):
+                    late.infer(MODEL_NAME, [bytes_input(scenes[0])], client_timeout=10)
+            answers = [replies.get(timeout=30) for _ in range(3)]
+        assert [error for _, error in answers] == [None, None, None]
+        labels = {r.get_response().id: int(r.as_numpy("labels")[0, 0]) for r, _ in answers}
+        assert labels == {"0": 0, "1": 1, "2": 2}
+        assert proc.wait(timeout=60) == 0
+        assert "exited cleanly" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -1,0 +1,73 @@
+"""``sdk.postprocess.decode_outputs``: contract outputs -> ``Detections`` in original pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sdk.postprocess import decode_outputs
+from sdk.preprocess import Preprocess, preprocess_batch
+
+CLASSES = ("a", "b", "c")
+
+
+def _outputs(num_dets, boxes, scores, labels, k=4):
+    b = len(num_dets)
+    out = {
+        "num_dets": np.asarray(num_dets, np.int32).reshape(b, 1),
+        "boxes": np.zeros((b, k, 4), np.float32),
+        "scores": np.zeros((b, k), np.float32),
+        "labels": np.zeros((b, k), np.int32),
+    }
+    for i in range(b):
+        n = len(scores[i])
+        out["boxes"][i, :n] = boxes[i]
+        out["scores"][i, :n] = scores[i]
+        out["labels"][i, :n] = labels[i]
+    return out
+
+
+def test_rows_past_num_dets_are_ignored_and_boxes_map_back():
+    pre = Preprocess(size=(64, 64), pad_position="center")
+    images = [np.zeros((128, 64, 3), np.uint8), np.zeros((32, 128, 3), np.uint8)]
+    _, records = preprocess_batch(images, pre)
+    net_boxes = [np.array([[16, 0, 48, 32], [20, 10, 30, 20]], np.float32), np.array([[0, 24, 64, 40]], np.float32)]
+    out = _outputs([2, 1], net_boxes, [[0.9, 0.3], [0.8]], [[0, 2], [1]])
+    out["scores"][0, 2:] = 0.99  # padding rows: must not leak into the result
+    dets = decode_outputs(out, records, CLASSES)
+    assert [len(d) for d in dets] == [2, 1]
+    # image 0: scale 0.5, centred horizontally (pad left 16); image 1: scale 0.5, pad top 24
+    np.testing.assert_allclose(dets[0].boxes, [[0, 0, 64, 64], [8, 20, 28, 40]])
+    np.testing.assert_allclose(dets[1].boxes, [[0, 0, 128, 32]])
+    for d, r, b in zip(dets, records, net_boxes):
+        np.testing.assert_allclose(d.boxes, r.boxes_to_original(b))
+    assert dets[0].names == ["a", "c"] and dets[1].names == ["b"] and dets[0].labels.dtype == np.int64
+    np.testing.assert_allclose(dets[0].scores, [0.9, 0.3])
+
+
+def test_score_threshold_and_clipping():
+    _, records = preprocess_batch([np.zeros((50, 50, 3), np.uint8)], Preprocess(size=(50, 50)))
+    out = _outputs(
+        [3], [np.array([[-5, -5, 60, 20], [1, 1, 2, 2], [3, 3, 4, 4]], np.float32)], [[0.7, 0.5, 0.1]], [[0, 1, 2]]
+    )
+    (all_dets,) = decode_outputs(out, records, CLASSES)
+    np.testing.assert_allclose(all_dets.boxes[0], [0, 0, 50, 20])  # clipped to the image
+    (kept,) = decode_outputs(out, records, CLASSES, score_thr=0.5)
+    assert kept.scores.tolist() == pytest.approx([0.7, 0.5]) and kept.labels.tolist() == [0, 1]
+
+
+def test_padded_batch_and_empty_images():
+    _, records = preprocess_batch([np.zeros((10, 10, 3), np.uint8)], Preprocess(size=(10, 10)))
+    out = _outputs(
+        [0, 2, 2],
+        [np.zeros((0, 4)), np.ones((2, 4)), np.ones((2, 4))],
+        [[], [0.5, 0.4], [0.5, 0.4]],
+        [[], [0, 0], [0, 0]],
+    )
+    dets = decode_outputs(out, records, CLASSES)  # 3 rows, 1 real image (a fixed-batch engine)
+    assert len(dets) == 1 and len(dets[0]) == 0 and dets[0].class_names == CLASSES
+
+
+def test_missing_outputs():
+    with pytest.raises(ValueError, match=r"lack \['labels'\]"):
+        decode_outputs({"num_dets": 0, "boxes": 0, "scores": 0}, [], CLASSES)
