@@ -36,6 +36,11 @@ class FCOS(nn.Module):
         box_coder: ``BoxLinearCoder(normalize_by_size=True)`` decoding (l, t, r, b).
         center_sampling_radius: a location is a positive only within this many strides
             of a box centre (training).
+        regression_range: (lo, hi) multiples of a level's stride: a level learns the
+            boxes whose largest centre-to-side distance from the location lies in
+            (lo * stride, hi * stride) (the first level has no lower bound, the last no
+            upper bound). torchvision's and the FCOS paper's (4, 8) send everything up to
+            64 px to the stride-8 level; small inputs want smaller ranges.
         score_thresh: keep (location, class) pairs with sqrt(sigmoid(cls) * sigmoid(ctr))
             above this.
         nms_thresh, detections_per_img, topk_candidates: as in ``RetinaNet``.
@@ -57,6 +62,7 @@ class FCOS(nn.Module):
         nms_thresh: float,
         detections_per_img: int,
         topk_candidates: int,
+        regression_range: tuple[float, float] = (4.0, 8.0),
     ) -> None:
         super().__init__()
         if anchor_generator.num_anchors_per_location()[0] != 1:
@@ -66,6 +72,7 @@ class FCOS(nn.Module):
         self.anchor_generator = anchor_generator
         self.box_coder = box_coder
         self.center_sampling_radius = center_sampling_radius
+        self.regression_range = tuple(regression_range)
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
@@ -90,8 +97,8 @@ class FCOS(nn.Module):
 
         A location matches a box when it lies inside the box, within
         ``center_sampling_radius`` strides of its centre, and the box's largest
-        distance to it fits the level (4-8 strides; the first level has no lower
-        bound and the last no upper bound); among several, the smallest box wins.
+        distance to it fits the level (``regression_range`` strides; the first level has
+        no lower bound and the last no upper bound); among several, the smallest box wins.
 
         Args:
             anchors: [N, 4] one stride-sized square per location, xyxy.
@@ -114,9 +121,9 @@ class FCOS(nn.Module):
         distances = torch.stack([x - x0, y - y0, x1 - x, y1 - y], dim=2)  # [N, M, 4]
         match &= distances.min(dim=2).values > 0
 
-        lower_bound = anchor_sizes * 4
+        lower_bound = anchor_sizes * self.regression_range[0]
         lower_bound[: locations_per_level[0]] = 0
-        upper_bound = anchor_sizes * 8
+        upper_bound = anchor_sizes * self.regression_range[1]
         upper_bound[-locations_per_level[-1] :] = float("inf")
         max_distance = distances.max(dim=2).values
         match &= (max_distance > lower_bound[:, None]) & (max_distance < upper_bound[:, None])

@@ -37,13 +37,15 @@ def default_images_dir(ann_file: str | Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    import logging
 
     from sdk import Detector
     from sdk.data.coco import CocoDetection
     from sdk.engine.evaluate import format_metrics, run_inference
     from sdk.evaluation.coco_eval import detections_to_coco_results, evaluate_coco, format_classwise
 
+    if not getattr(args, "verbose", False):  # the tables below say it all; keep pycocotools' copy out
+        logging.getLogger("sdk.evaluation.coco_eval").setLevel(logging.WARNING)
     images_dir = Path(args.images) if args.images else default_images_dir(args.dataset)
     dataset = CocoDetection(args.dataset, images_dir)  # validates the file before the model loads
     detector = Detector(args.model, device=args.device, score_thr=args.score_thr, batch_size=args.batch_size)

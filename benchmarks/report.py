@@ -1,0 +1,144 @@
+"""Benchmark results as JSON, markdown tables and a latency-vs-batch plot."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from sdk.benchmarks.timing import STAGES
+
+
+def write_json(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def stage_table(result: Mapping[str, Any]) -> str:
+    """One row per batch size: mean ms per stage, end-to-end mean/p50/p90/p99 (ms per
+    batch), ms per image, images/s, pre+post share, peak memory."""
+    head = ["batch", "iters", *(f"{s} ms" for s in STAGES), "e2e mean", "p50", "p90", "p99", "ms/img", "img/s",
+            "pre+post %", "peak RSS MB", "peak GPU MB"]
+    rows = []
+    for b in result["batches"]:
+        if "skipped" in b:
+            rows.append([str(b["batch_size"]), f"skipped: {b['skipped']}", *[""] * (len(head) - 2)])
+            continue
+        e2e = b["end_to_end_ms"]
+        rows.append([
+            str(b["batch_size"]), str(b["iterations"]), *(_num(b["stages_ms"][s]["mean"]) for s in STAGES),
+            _num(e2e["mean"]), _num(e2e["p50"]), _num(e2e["p90"]), _num(e2e["p99"]), _num(b["ms_per_image"]),
+            _num(b["images_per_s"]), _num(100 * b["pre_post_share"], 1), _num(b["peak_rss_mb"], 0),
+            _num(b["peak_gpu_allocated_mb"], 0),
+        ])
+    return markdown_table(head, rows)
+
+
+def markdown_table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def environment_lines(env: Mapping[str, Any]) -> str:
+    libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items())
+    return "\n".join([
+        f"- date (UTC): {env.get('date_utc')}",
+        f"- CPU: {env.get('cpu_model')} ({env.get('cpu_cores')} cores, {env.get('cpu_affinity')} usable), "
+        f"1-min load average at the end: {_num(env.get('load_average_1m'))}",
+        f"- GPU: {env.get('gpu') or 'none used'}",
+        f"- platform: {env.get('platform')}, Python {env.get('python')}",
+        f"- libraries: {libs}",
+    ])
+
+
+def result_markdown(result: Mapping[str, Any], *, command: str | None = None) -> str:
+    """A markdown report of one ``benchmark_pipeline`` result."""
+    m, s = result["model"], result["settings"]
+    parts = [f"# sdk benchmark: {result['name']}", ""]
+    if command:
+        parts += ["Command:", "", "```", command, "```", ""]
+    params = m.get("parameters")
+    parts += [
+        f"- model: `{m.get('path')}` ({m.get('kind')}, {m.get('model_name')}), backend **{m.get('backend')}** "
+        f"({m.get('precision')}) on {result['device']}, input {_hw(m.get('input_hw'))}",
+        f"- size {_num(m.get('size_mb'), 1)} MB, {_num(params / 1e6 if params else None)} M parameters, "
+        f"{_num(m.get('gflops'))} GFLOPs per image ({m.get('gflops_source') or 'not counted'})",
+        f"- images: {s.get('images')}; warm-up {s['warmup']} iterations (excluded), "
+        + (f"{s['iters']} timed iterations" if s.get("iters") else f"{s['duration_s']} s timed"),
+        "- latencies are per batch in ms; stage columns are means; ms/img = e2e mean / batch",
+        "",
+        stage_table(result),
+        "",
+    ]
+    if result.get("accuracy"):
+        acc = result["accuracy"]
+        parts += [f"bbox mAP {acc['bbox_mAP']:.4f} (mAP@50 {acc['bbox_mAP_50']:.4f})", ""]
+    if result.get("peak_reference"):
+        parts += [peak_reference_lines(result["peak_reference"], result), ""]
+    parts += ["Environment:", "", environment_lines(result["environment"]), ""]
+    return "\n".join(parts)
+
+
+def peak_reference_lines(peak: Mapping[str, Any], result: Mapping[str, Any] | None = None) -> str:
+    measured = ", ".join(f"{k} {v['gflops']:.1f} GFLOP/s (n={v['n']})" for k, v in peak.items() if isinstance(v, dict))
+    line = f"Physical reference (dense matmul): {measured}."
+    if result is not None and result.get("achieved"):
+        a = result["achieved"]
+        line += (f" Achieved at batch {a['batch_size']}: {a['gflops_per_s']:.1f} GFLOP/s = "
+                 f"{100 * a['fraction_of_peak']:.1f}% of {a['reference']}.")
+    return line
+
+
+def _hw(hw: Any) -> str:
+    return f"{hw[0]}x{hw[1]}" if hw else "-"
+
+
+def plot_latency(series: Mapping[str, Sequence[tuple[int, float]]], path: str | os.PathLike, *, title: str) -> Path:
+    """Per-image latency (ms, log scale) against batch size, one line per name;
+    ``series[name]`` = [(batch_size, ms_per_image), ...]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
+    for name, points in series.items():
+        if points:
+            xs, ys = zip(*sorted(points))
+            ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("end-to-end ms per image")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def latency_series(result: Mapping[str, Any]) -> list[tuple[int, float]]:
+    return [(b["batch_size"], b["ms_per_image"]) for b in result.get("batches", []) if "skipped" not in b]

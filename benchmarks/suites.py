@@ -1,0 +1,164 @@
+"""The suites behind the committed results in ``benchmarks/results/`` and how to rerun them.
+
+    python -m sdk.benchmarks.suites                       # list the suites
+    python -m sdk.benchmarks.suites retinanet_r50 [--out benchmarks/results]
+
+Each suite names a checkpoint (the quickstart's trained model when it exists, else a
+seeded random-weight checkpoint written under ``runs/benchmark/checkpoints``; random
+weights are fine for speed, not for mAP) and the ``sdk benchmark suite`` settings.
+The markdown it writes starts with the exact command that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKPOINT_DIR = Path("runs/benchmark/checkpoints")
+QUICKSTART_CHECKPOINT = Path("runs/quickstart/train/best.pt")
+QUICKSTART_VAL = Path("runs/quickstart/data/annotations/val.json")
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """One committed benchmark.
+
+    Attributes:
+        model_name: registry name of the model.
+        checkpoint: a trained checkpoint to use when it exists (else random weights).
+        dataset: COCO annotation file for mAP, used with the trained checkpoint only.
+        batch_sizes, iters, warmup, threads: ``sdk benchmark suite`` settings.
+        input_size: (H, W) static network input (letterbox size or keep_ratio canvas).
+        note: what a reader must know (why so few iterations, ...).
+    """
+
+    model_name: str
+    batch_sizes: tuple[int, ...]
+    iters: int
+    warmup: int
+    threads: int | None = 1
+    input_size: tuple[int, int] | None = None
+    checkpoint: Path | None = None
+    dataset: Path | None = None
+    note: str = ""
+
+
+_R50_NOTE = (
+    "Random weights (seed 0; speed does not depend on them, mAP would be 0 so it is not measured). "
+    "keep_ratio 800x1333 exported on a static 800x1344 canvas that holds the 480x640 (landscape) benchmark "
+    "images; one image takes seconds on this CPU, so batch 1 only and few iterations."
+)
+
+SUITES: dict[str, SuiteSpec] = {
+    "quickstart": SuiteSpec(
+        model_name="fcos_tiny", batch_sizes=(1, 8), iters=20, warmup=3,
+        checkpoint=QUICKSTART_CHECKPOINT, dataset=QUICKSTART_VAL,
+        note="The quickstart's trained fcos_tiny when runs/quickstart/train/best.pt exists, else random weights.",
+    ),
+    "retinanet_r50": SuiteSpec(
+        model_name="retinanet_resnet50_fpn", batch_sizes=(1,), iters=3, warmup=1, input_size=(800, 1344), note=_R50_NOTE
+    ),
+    "fasterrcnn_r50": SuiteSpec(
+        model_name="fasterrcnn_resnet50_fpn", batch_sizes=(1,), iters=3, warmup=1, input_size=(800, 1344), note=_R50_NOTE
+    ),
+}
+
+
+def random_checkpoint(model_name: str, path: str | Path, *, seed: int = 0) -> Path:
+    """Write an SDK checkpoint of ``model_name`` with seeded random weights.
+
+    Models with a torchvision builder get torchvision's 91-entry COCO class list and
+    the configuration of its published weights (``pretrained_overrides``), i.e. the
+    structure ``sdk convert torchvision`` produces; tiny variants get 4 classes.
+    """
+    import torch
+
+    from sdk.checkpoint import CheckpointMeta, save_checkpoint
+    from sdk.models import build_model, get_model_spec
+
+    spec = get_model_spec(model_name)
+    if spec.torchvision_name is not None:
+        from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+        classes = tuple(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+        overrides = dict(spec.pretrained_overrides)
+    else:
+        classes, overrides = ("__background__", "circle", "square", "triangle"), {}
+    torch.manual_seed(seed)
+    model = build_model(model_name, num_classes=len(classes), **overrides)
+    meta = CheckpointMeta(
+        model_name=model_name, num_classes=len(classes), classes=classes, preprocess=spec.default_preprocess,
+        postprocess=spec.postprocess_record(overrides), model_overrides=overrides,
+    )
+    return save_checkpoint(path, meta=meta, state_dict=model.state_dict())
+
+
+def suite_command(name: str, spec: SuiteSpec, checkpoint: Path, out: Path, *, use_dataset: bool) -> list[str]:
+    """The ``sdk benchmark suite`` command line running ``spec`` on ``checkpoint``."""
+    cmd = ["sdk", "benchmark", "suite", str(checkpoint), "--out", str(out / name),
+           "--batch", ",".join(map(str, spec.batch_sizes)), "--iters", str(spec.iters), "--warmup", str(spec.warmup)]
+    if spec.threads:
+        cmd += ["--threads", str(spec.threads)]
+    if spec.input_size:
+        cmd += ["--input-size", f"{spec.input_size[0]}x{spec.input_size[1]}"]
+    if use_dataset and spec.dataset:
+        cmd += ["--dataset", str(spec.dataset)]
+    return cmd
+
+
+def run_named_suite(name: str, out: Path, *, backends: str | None = None) -> dict[str, Path]:
+    """Run suite ``name`` and write ``out/<name>.{json,md}`` and ``out/<name>_latency.png``."""
+    from sdk.benchmarks.images import synthetic_images
+    from sdk.benchmarks.suite import DEFAULT_BACKENDS, run_suite, write_suite
+
+    spec = SUITES[name]
+    trained = spec.checkpoint is not None and spec.checkpoint.is_file()
+    checkpoint = spec.checkpoint if trained else CHECKPOINT_DIR / f"{spec.model_name}_random_seed0.pt"
+    if not trained:
+        random_checkpoint(spec.model_name, checkpoint, seed=0)
+    use_dataset = trained and spec.dataset is not None and spec.dataset.is_file()
+    cmd = suite_command(name, spec, checkpoint, Path("runs/benchmark"), use_dataset=use_dataset)
+    if backends:
+        cmd += ["--backends", backends]
+    suite = run_suite(
+        checkpoint, synthetic_images(8), backends=(backends or ",".join(DEFAULT_BACKENDS)).split(","),
+        batch_sizes=spec.batch_sizes, input_size=spec.input_size, out_dir=Path("runs/benchmark") / name,
+        warmup=spec.warmup, iters=spec.iters, threads=spec.threads,
+        images_label="8 synthetic 480x640 JPEGs (sdk.benchmarks.images, seed 0)",
+        dataset=spec.dataset if use_dataset else None,
+    )
+    weights = "trained (quickstart)" if trained else "random, seed 0"
+    suite["command"] = " ".join(shlex.quote(c) for c in ["python", "-m", "sdk.benchmarks.suites", name, "--out", str(out)]
+                                + (["--backends", backends] if backends else []))
+    suite["equivalent_command"] = " ".join(shlex.quote(c) for c in cmd)
+    suite["weights"] = weights
+    suite["note"] = spec.note
+    return write_suite(suite, out, stem=name, title=f"{name}: {spec.model_name} ({weights} weights)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sdk.benchmarks.suites", description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"suites to run: {', '.join(SUITES)}")
+    parser.add_argument("--out", default="benchmarks/results", help="results folder (default: %(default)s)")
+    parser.add_argument("--backends", default=None, help="comma-separated export backends (default: all)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    unknown = [n for n in args.names if n not in SUITES]
+    if unknown:
+        parser.error(f"unknown suite(s) {unknown}; known: {', '.join(SUITES)}")
+    if not args.names:
+        for name, spec in SUITES.items():
+            print(f"{name}: {spec.model_name}, batches {spec.batch_sizes}, {spec.iters} iterations. {spec.note}")
+        return 0
+    for name in args.names:
+        paths = run_named_suite(name, Path(args.out), backends=args.backends)
+        print(f"{name}: wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

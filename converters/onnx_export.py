@@ -1,0 +1,162 @@
+"""torch -> ONNX for DeployModules (``sdk.models.deploy``), per custom-op flavor.
+
+File in, file out: ``export_onnx(deploy_module, "model.onnx", flavor=..., ...)``
+traces with ``torch.onnx.export(dynamo=True)``, lowers ``torch.ops.sdk.*`` with
+``sdk.trt_plugins.onnx_lowerings.translation_table(flavor, opset)``, makes the batch
+dimension dynamic (1..max_batch), runs the ONNX checker and shape inference, and
+optionally ``onnxsim`` (skipped, with a log line, when it is missing or fails).
+
+Flavors (ARCHITECTURE.md, contract 3): ``onnxruntime`` = standard ONNX ops only;
+``tensorrt`` = one ``sdk::BatchedNMS`` / ``sdk::MultiLevelRoIAlign`` node per op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import onnx
+import torch
+
+from sdk.errors import ConfigError, SDKError
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels")
+DEFAULT_OPSET = 18
+SDK_DOMAIN = "sdk"
+
+
+class ExportError(SDKError):
+    """The model could not be exported to ONNX."""
+
+
+def export_onnx(
+    deploy_module: torch.nn.Module,
+    out_path: str | os.PathLike,
+    *,
+    flavor: str,
+    input_shape: Sequence[int],
+    max_batch: int,
+    opset: int = DEFAULT_OPSET,
+    input_dtype: torch.dtype = torch.uint8,
+    simplify: bool = False,
+) -> Path:
+    """Export ``deploy_module`` to a self-contained ONNX file at ``out_path``.
+
+    Args:
+        deploy_module: ``images [B, 3, H, W] -> (num_dets, boxes, scores, labels)``.
+        flavor: ``"onnxruntime"`` or ``"tensorrt"`` (lowering of the custom ops).
+        input_shape: (H, W) of the static network input.
+        max_batch: largest batch the graph accepts; the batch dimension is dynamic
+            in [1, max_batch].
+        input_dtype: ``torch.uint8`` (normalization in the graph) or ``torch.float32``.
+        simplify: run ``onnxsim`` on the result (optional; kept only if it checks).
+
+    Returns ``Path(out_path)``. Graph input ``images``; outputs ``num_dets`` int32
+    [B, 1], ``boxes`` float32 [B, K, 4], ``scores`` float32 [B, K], ``labels`` int32 [B, K].
+    """
+    from sdk.trt_plugins.onnx_lowerings import FLAVORS, translation_table
+
+    if flavor not in FLAVORS:
+        raise ConfigError(f"flavor must be one of {list(FLAVORS)}, got {flavor!r}")
+    if max_batch < 1:
+        raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
+    height, width = (int(v) for v in input_shape[-2:])
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The example batch must not be 1 (torch.export would specialize it) nor max_batch.
+    example_batch = 2 if max_batch >= 3 else max_batch
+    example = _example_images(example_batch, height, width, input_dtype)
+    batch_dim = torch.export.Dim("batch", min=1, max=max(max_batch, 2))
+    deploy_module = deploy_module.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                deploy_module,
+                (example,),
+                dynamo=True,
+                opset_version=opset,
+                custom_translation_table=translation_table(flavor, opset),
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_shapes=({0: batch_dim},),
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as exc:  # the exporter raises many types; name the stage and model
+        raise ExportError(f"torch.onnx.export failed for {type(deploy_module).__name__} ({flavor} flavor): {exc}") from exc
+    _save_atomic(program.model_proto, out)
+    check_onnx(out)
+    if simplify:
+        simplify_onnx(out)
+    return out
+
+
+def _example_images(batch: int, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    if dtype == torch.uint8:
+        return torch.randint(0, 256, (batch, 3, height, width), dtype=torch.uint8, generator=generator)
+    return torch.randn((batch, 3, height, width), generator=generator).to(dtype)
+
+
+def _save_atomic(model: onnx.ModelProto, out: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save_model(model, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    """ONNX checker + strict shape inference on ``path``; ``ExportError`` if either fails.
+    ``sdk::`` custom nodes are skipped by the checker (their schemas live in TensorRT)."""
+    try:
+        onnx.checker.check_model(str(path), full_check=False)
+        model = onnx.load(str(path))
+        return onnx.shape_inference.infer_shapes(model, check_type=True)
+    except Exception as exc:
+        raise ExportError(f"exported ONNX file {path} is invalid: {exc}") from exc
+
+
+def uses_custom_ops(path: str | os.PathLike) -> list[str]:
+    """The ``sdk::`` op types in the graph at ``path`` (the plugins a runtime needs)."""
+    model = onnx.load(str(path), load_external_data=False)
+    return sorted({n.op_type for n in model.graph.node if n.domain == SDK_DOMAIN})
+
+
+def simplify_onnx(path: str | os.PathLike) -> bool:
+    """Replace ``path`` by its ``onnxsim`` simplification when that works and checks.
+
+    Optional: returns False (leaving the file unchanged) when onnxsim is missing, fails,
+    or cannot handle the graph (e.g. ``sdk::`` custom nodes).
+    """
+    try:
+        import onnxsim
+    except ImportError:
+        log.info("onnxsim not installed: skipping simplification")
+        return False
+    model = onnx.load(str(path))
+    if any(n.domain == SDK_DOMAIN for n in model.graph.node):
+        log.info("graph has sdk:: custom nodes: skipping onnxsim")
+        return False
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except Exception as exc:  # onnxsim raises assorted errors on graphs it cannot handle
+        log.warning("onnxsim failed (%s): keeping the unsimplified graph", exc)
+        return False
+    if not ok:
+        log.warning("onnxsim result did not validate: keeping the unsimplified graph")
+        return False
+    _save_atomic(simplified, Path(path))
+    return True

@@ -1,0 +1,111 @@
+"""Pieces every DeployModule shares: in-graph normalization, static anchors, outputs.
+
+A DeployModule is the export form of an eager detector (``sdk.models``): the same
+weights (it holds the eager model's submodules, no copies), one static input size,
+and post-processing written with static shapes only, ending in the custom op
+``torch.ops.sdk.batched_nms`` (ARCHITECTURE.md, contracts 2 and 3).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+import sdk.trt_plugins  # noqa: F401  registers torch.ops.sdk.* before any tracing
+from sdk.errors import ConfigError
+from sdk.models.inputs import as_image_list
+from sdk.preprocess import Preprocess
+
+POSTPROCESS_KEYS = ("score_thr", "iou_thr", "max_det")
+
+
+class DetectionOutputs(NamedTuple):
+    """Contract 2: ``num_dets`` int32 [B, 1], ``boxes`` float32 [B, K, 4] xyxy
+    network-input pixels, ``scores`` float32 [B, K] descending, ``labels`` int32 [B, K]
+    (index into the model's ``classes``); rows past ``num_dets`` are zeros."""
+
+    num_dets: Tensor
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+
+
+class InputNormalizer(nn.Module):
+    """``images`` -> float32 network input, exactly ``Preprocess.normalize``.
+
+    With ``preprocess.normalize_in_graph`` the graph takes uint8 [B, 3, H, W] and
+    computes ``(x.float() - mean) / std`` (RGB, 0-255 scale); otherwise it takes the
+    already normalized float32 batch and passes it through.
+    """
+
+    def __init__(self, preprocess: Preprocess) -> None:
+        super().__init__()
+        self.in_graph = bool(preprocess.normalize_in_graph)
+        self.register_buffer("mean", torch.tensor(preprocess.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(preprocess.std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: Tensor) -> Tensor:
+        if self.in_graph:
+            return (images.float() - self.mean) / self.std
+        return images.float()
+
+
+def input_size(preprocess: Preprocess) -> tuple[int, int]:
+    """The static (H, W) of ``preprocess``; ``ConfigError`` if it has none."""
+    static = preprocess.static_shape
+    if static is None:
+        raise ConfigError(
+            "a DeployModule needs a static input size: use a letterbox Preprocess or "
+            "Preprocess.with_static_shape() for keep_ratio models"
+        )
+    return int(static[0]), int(static[1])
+
+
+def check_postprocess(postprocess: Mapping[str, float | int]) -> tuple[float, float, int]:
+    """``(score_thr, iou_thr, max_det)`` from a ``{"score_thr", "iou_thr", "max_det"}`` record."""
+    if set(postprocess) != set(POSTPROCESS_KEYS):
+        raise ConfigError(f"postprocess needs exactly the keys {list(POSTPROCESS_KEYS)}, got {sorted(postprocess)}")
+    score_thr, iou_thr, max_det = float(postprocess["score_thr"]), float(postprocess["iou_thr"]), int(postprocess["max_det"])
+    if score_thr < 0 or max_det < 1:
+        raise ConfigError(f"postprocess needs score_thr >= 0 and max_det >= 1, got {dict(postprocess)}")
+    return score_thr, iou_thr, max_det
+
+
+@torch.no_grad()
+def static_anchors(
+    backbone: nn.Module, anchor_generator: nn.Module, image_size: tuple[int, int]
+) -> tuple[Tensor, dict[str, tuple[int, int]]]:
+    """The anchors of one (H, W) input, computed once by running ``backbone`` on zeros.
+
+    Returns ``(anchors [N, 4] xyxy input pixels, {feature name: (H_l, W_l)})``; the
+    anchors are what the eager model's ``anchor_generator`` gives every image of that
+    size (location-major per level, levels in the backbone's order).
+    """
+    param = next(backbone.parameters())
+    images = torch.zeros((1, 3, *image_size), dtype=param.dtype, device=param.device)
+    was_training = backbone.training
+    features = backbone.eval()(images)
+    backbone.train(was_training)
+    anchors = anchor_generator(as_image_list(images), list(features.values()))[0]
+    sizes = {name: (int(f.shape[-2]), int(f.shape[-1])) for name, f in features.items()}
+    return anchors.float().cpu(), sizes
+
+
+def gather_rows(table: Tensor, index: Tensor) -> Tensor:
+    """``table`` [B, N, D], ``index`` int64 [B, K] -> [B, K, D] (row ``index[b, k]`` of image b)."""
+    return torch.gather(table, 1, index.unsqueeze(-1).expand(-1, -1, table.shape[-1]))
+
+
+def valid_rows(num_dets: Tensor, max_det: int) -> Tensor:
+    """bool [B, K]: row k of image b is a detection (``k < num_dets[b]``)."""
+    return torch.arange(max_det, device=num_dets.device).unsqueeze(0) < num_dets
+
+
+def shift_labels(outputs: DetectionOutputs, offset: int) -> DetectionOutputs:
+    """``labels + offset`` on valid rows (padding stays 0): maps the op's column index
+    back to a class index when the background column was dropped before NMS."""
+    valid = valid_rows(outputs.num_dets, outputs.labels.shape[1])
+    labels = torch.where(valid, outputs.labels + offset, torch.zeros_like(outputs.labels))
+    return outputs._replace(labels=labels)

@@ -1,0 +1,120 @@
+"""DeployModules of the dense one-stage families: RetinaNet and FCOS.
+
+Both post-process as torchvision does (``sdk.models.dense_postprocess``): per level,
+the (anchor, class) pairs scoring above ``score_thr``, at most ``topk_candidates`` of
+them, decoded and clipped; then class-wise NMS over all levels and the ``max_det``
+best. Here with static shapes: the threshold masks scores to 0 instead of indexing,
+``topk`` takes a fixed ``min(topk_candidates, level size)`` per level, and
+``torch.ops.sdk.batched_nms`` does the NMS (its own ``score > score_thr`` drops the
+masked pairs). Only the class scores and the box decoding differ between families.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import boxes as box_ops
+
+from sdk.models.deploy.common import (
+    DetectionOutputs,
+    InputNormalizer,
+    check_postprocess,
+    gather_rows,
+    input_size,
+    static_anchors,
+)
+from sdk.preprocess import Preprocess
+
+
+class DenseDeployModule(nn.Module):
+    """``images [B, 3, H, W]`` (uint8, or normalized float32 when the preprocess does
+    not normalize in the graph) -> ``DetectionOutputs`` (contract 2, K = ``max_det``).
+
+    Args:
+        model: the eager detector (``backbone``, ``head``, ``anchor_generator``,
+            ``box_coder``, ``topk_candidates``); its modules are shared, not copied.
+        preprocess: gives the static input size (H, W) and the normalization.
+        postprocess: ``{"score_thr", "iou_thr", "max_det"}`` baked into the graph.
+    """
+
+    def __init__(self, model: nn.Module, *, preprocess: Preprocess, postprocess: Mapping[str, float | int]) -> None:
+        super().__init__()
+        self.image_size = input_size(preprocess)
+        self.score_thr, self.iou_thr, self.max_det = check_postprocess(postprocess)
+        self.normalize = InputNormalizer(preprocess)
+        self.backbone = model.backbone
+        self.head = model.head
+        self.box_coder = model.box_coder
+        self.topk_candidates = int(model.topk_candidates)
+        anchors, feature_sizes = static_anchors(model.backbone, model.anchor_generator, self.image_size)
+        self.register_buffer("anchors", anchors, persistent=False)
+        locations = [h * w for h, w in feature_sizes.values()]
+        per_location = anchors.shape[0] // sum(locations)
+        self.level_sizes = [n * per_location for n in locations]
+
+    def class_scores(self, head_outputs: dict[str, Tensor]) -> Tensor:
+        """float [B, N, C] class probabilities of the N anchors."""
+        raise NotImplementedError
+
+    def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
+        """``deltas`` [M, 4], ``anchors`` [M, 4] xyxy -> boxes [M, 4] xyxy."""
+        raise NotImplementedError
+
+    def forward(self, images: Tensor) -> DetectionOutputs:
+        features = list(self.backbone(self.normalize(images)).values())
+        head_outputs = self.head(features)
+        scores = self.class_scores(head_outputs)
+        regression = head_outputs["bbox_regression"]
+        num_classes = scores.shape[-1]
+
+        level_scores, level_boxes, level_labels = [], [], []
+        for start, size in zip(_offsets(self.level_sizes), self.level_sizes):
+            flat = scores[:, start : start + size].flatten(1)  # [B, size * C], index anchor * C + class
+            flat = torch.where(flat > self.score_thr, flat, torch.zeros_like(flat))
+            top_scores, top_idx = flat.topk(min(self.topk_candidates, size * num_classes), dim=1)
+            anchor_idx = torch.div(top_idx, num_classes, rounding_mode="floor") + start
+            deltas = gather_rows(regression, anchor_idx)
+            boxes = self.decode(deltas.reshape(-1, 4), self.anchors[anchor_idx].reshape(-1, 4))
+            level_boxes.append(boxes.reshape(deltas.shape))
+            level_scores.append(top_scores)
+            level_labels.append(top_idx % num_classes)
+
+        boxes = box_ops.clip_boxes_to_image(torch.cat(level_boxes, dim=1), self.image_size)
+        top_scores, labels = torch.cat(level_scores, dim=1), torch.cat(level_labels, dim=1)
+        # one row per candidate, its score in its class column: NMS stays class-wise
+        candidate_scores = top_scores.new_zeros((*top_scores.shape, num_classes))
+        candidate_scores = candidate_scores.scatter(2, labels.unsqueeze(-1), top_scores.unsqueeze(-1))
+        return DetectionOutputs(
+            *torch.ops.sdk.batched_nms(boxes, candidate_scores, self.score_thr, self.iou_thr, self.max_det, -1, False)
+        )
+
+
+class RetinaNetDeploy(DenseDeployModule):
+    """RetinaNet: sigmoid class scores, ``BoxCoder.decode_single`` against the anchors."""
+
+    def class_scores(self, head_outputs: dict[str, Tensor]) -> Tensor:
+        return torch.sigmoid(head_outputs["cls_logits"])
+
+    def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
+        return self.box_coder.decode_single(deltas, anchors)
+
+
+class FCOSDeploy(DenseDeployModule):
+    """FCOS: ``sqrt(sigmoid(cls) * sigmoid(centerness))``, (l, t, r, b) distances
+    decoded by ``BoxLinearCoder`` against the per-location stride squares."""
+
+    def class_scores(self, head_outputs: dict[str, Tensor]) -> Tensor:
+        return torch.sqrt(torch.sigmoid(head_outputs["cls_logits"]) * torch.sigmoid(head_outputs["bbox_ctrness"]))
+
+    def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
+        return self.box_coder.decode(deltas, anchors)
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    starts, total = [], 0
+    for size in sizes:
+        starts.append(total)
+        total += size
+    return starts

@@ -1,0 +1,185 @@
+"""``sdk benchmark``: latency, throughput, memory and accuracy, in three modes.
+
+    sdk benchmark MODEL [--backend B] [--batch 1,8] ...      one model_dir or checkpoint
+    sdk benchmark suite CKPT [--backends ...] [--out DIR]    every backend vs torchvision
+    sdk benchmark --server URL --model NAME ...              a running server (load generator)
+
+MODEL mode times decode, preprocess, inference and postprocess separately (warm-up
+excluded, device synchronized before every clock read) and reports mean/p50/p90/p99
+latency, images/s per batch size, peak memory, parameters and GFLOPs, and with
+``--dataset`` the bbox mAP. A checkpoint given with ``--backend onnxruntime|tensorrt|
+aoti`` is exported first (to a temporary model_dir); ``--backend torchvision`` runs
+torchvision's own eager model with the checkpoint's weights. The code lives in
+``sdk.benchmarks``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _hw(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 640x640, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="measure latency/FPS/memory/mAP of a model, a backend suite, or a server",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "targets", nargs="*", metavar="MODEL | suite CKPT",
+        help="a model_dir or .pt checkpoint; or the word 'suite' and a checkpoint; nothing with --server",
+    )
+    common = parser.add_argument_group("measurement (model and suite modes)")
+    common.add_argument("--batch", type=_int_list, default=None,
+                        help="comma-separated batch sizes (default: 1; suite: 1,8)")
+    common.add_argument("--input-size", type=_hw, default=None, metavar="HxW",
+                        help="network input (letterbox size or keep_ratio canvas) for a checkpoint (default: its record)")
+    common.add_argument("--warmup", type=int, default=3, help="untimed iterations per batch size (default: %(default)s)")
+    timed = common.add_mutually_exclusive_group()
+    timed.add_argument("--iters", type=int, default=None, help="timed iterations per batch size (default: 20)")
+    timed.add_argument("--duration", type=float, default=None, metavar="S", help="time each batch size for S seconds instead")
+    common.add_argument("--images", default=None, metavar="DIR",
+                        help="folder of images to time on (default: 8 synthetic 480x640 JPEGs)")
+    common.add_argument("--dataset", default=None, metavar="ANN_JSON",
+                        help="also compute bbox mAP on this COCO annotation file (images: --dataset-images)")
+    common.add_argument("--dataset-images", default=None, metavar="DIR",
+                        help="folder the annotation file names are relative to (default: <root>/images)")
+    common.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    common.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of the network (torch, ONNX Runtime, AOTInductor); default the library's. "
+                        "Use 1 on a busy machine: more threads than free cores makes timings erratic")
+    common.add_argument("--peak", action="store_true", help="also measure dense-matmul GFLOP/s and report the fraction achieved")
+    common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    single = parser.add_argument_group("model mode")
+    single.add_argument("--backend", default=None,
+                        help="for a checkpoint: torch (default), torchvision, or an export backend "
+                        "(onnxruntime, tensorrt, aoti: exported first); a model_dir runs on its own backend")
+    single.add_argument("--json", default=None, metavar="OUT.json", help="write the result as JSON")
+    single.add_argument("--markdown", default=None, metavar="OUT.md", help="write a markdown report")
+    single.add_argument("--plot", default=None, metavar="OUT.png", help="plot latency per image against batch size")
+    suite = parser.add_argument_group("suite mode")
+    suite.add_argument("--backends", default=None,
+                       help="comma-separated export backends (default: onnxruntime,aoti,tensorrt; missing ones show as skipped)")
+    suite.add_argument("--out", default="runs/benchmark", help="suite output folder (default: %(default)s)")
+    server = parser.add_argument_group("server mode (delegates to sdk.serving.loadgen)")
+    server.add_argument("--server", default=None, metavar="URL", help="host:port of a KServe v2 / Triton gRPC server")
+    server.add_argument("--model", default=None, metavar="NAME", help="model name on the server")
+    server.add_argument("--concurrency", type=_int_list, default=[1, 2, 4, 8, 16],
+                        help="comma-separated concurrency levels (default: 1,2,4,8,16)")
+    server.add_argument("--csv", default=None, metavar="OUT.csv", help="write one CSV row per concurrency level")
+    server.add_argument("--token-file", default=None, help="file holding the server's bearer token")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sdk.errors import ConfigError
+
+    command = "sdk " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    if args.server:
+        if args.targets:
+            raise ConfigError("--server mode takes no MODEL: pass the server's model name with --model")
+        return _run_server(args)
+    if len(args.targets) == 2 and args.targets[0] == "suite":
+        return _run_suite(args, command)
+    if len(args.targets) == 1 and args.targets[0] != "suite":
+        return _run_model(args, command)
+    raise ConfigError(
+        "usage: `sdk benchmark MODEL`, `sdk benchmark suite CKPT` or `sdk benchmark --server URL --model NAME`"
+    )
+
+
+def _images(args: argparse.Namespace) -> tuple[list[bytes], str]:
+    from sdk.benchmarks.images import folder_images, synthetic_images
+
+    if args.images:
+        encoded = folder_images(args.images)
+        return encoded, f"{len(encoded)} files from {args.images}"
+    return synthetic_images(8), "8 synthetic 480x640 JPEGs (sdk.benchmarks.images, seed 0)"
+
+
+def _timing_kwargs(args: argparse.Namespace) -> dict:
+    from sdk.errors import ConfigError
+
+    if args.warmup < 0 or (args.iters is not None and args.iters < 1) or (args.duration is not None and args.duration <= 0):
+        raise ConfigError("--warmup must be >= 0, --iters >= 1 and --duration > 0")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError("--threads must be >= 1")
+    iters = None if args.duration is not None else (args.iters or 20)
+    return {"warmup": args.warmup, "iters": iters, "duration_s": args.duration, "progress": not args.no_progress,
+            "threads": args.threads}
+
+
+def _run_model(args: argparse.Namespace, command: str | None) -> int:
+    from sdk.benchmarks import report
+    from sdk.benchmarks.single import benchmark_target
+
+    encoded, label = _images(args)
+    result = benchmark_target(
+        args.targets[0], encoded, backend=args.backend, device=args.device, batch_sizes=args.batch or [1],
+        input_size=args.input_size, images_label=label, dataset=args.dataset, dataset_images=args.dataset_images,
+        peak=args.peak, **_timing_kwargs(args),
+    )
+    result["command"] = command
+    print(report.result_markdown(result, command=None))
+    if args.json:
+        report.write_json(result, args.json)
+    if args.markdown:
+        report.write_text(report.result_markdown(result, command=command), args.markdown)
+    if args.plot:
+        report.plot_latency({result["name"]: report.latency_series(result)}, args.plot, title=result["name"])
+    return 0
+
+
+def _run_suite(args: argparse.Namespace, command: str | None) -> int:
+    from sdk.benchmarks.suite import DEFAULT_BACKENDS, run_suite, write_suite
+
+    encoded, label = _images(args)
+    backends = [b for b in (args.backends or ",".join(DEFAULT_BACKENDS)).split(",") if b]
+    suite = run_suite(
+        args.targets[1], encoded, backends=backends, device=args.device, batch_sizes=args.batch or [1, 8],
+        input_size=args.input_size, images_label=label, dataset=args.dataset, dataset_images=args.dataset_images,
+        out_dir=args.out, **_timing_kwargs(args),
+    )
+    suite["command"] = command
+    paths = write_suite(suite, args.out)
+    print(paths["table"].read_text(encoding="utf-8"))
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    from sdk.errors import ConfigError
+    from sdk.serving.loadgen import format_table, run_load, write_csv
+
+    if not args.model:
+        raise ConfigError("--server needs --model NAME (the model's name on the server)")
+    token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else None
+    encoded, _ = _images(args)
+    rows = run_load(
+        args.server, args.model, concurrency_levels=args.concurrency, duration_s=args.duration or 10.0,
+        images=encoded, token=token, batch_size=(args.batch or [1])[0],
+    )
+    print(format_table(rows))
+    if args.csv:
+        write_csv(rows, args.csv)
+    return 0

@@ -1,0 +1,252 @@
+"""Does an exported model_dir still detect what its checkpoint detects?
+
+``verify_model_dir`` runs the eager checkpoint and the exported model on the same
+images and compares them detection by detection: a detection is *matched* when the
+other side has one of the same label with IoU >= ``match_iou`` (greedy, best score
+first). With a COCO dataset it also scores both with the same evaluation code
+(``sdk.engine.evaluate``) and compares the bbox mAPs.
+
+The eager reference is built with the model_dir's preprocessing and thresholds (its
+static canvas, its baked ``score_thr`` / ``iou_thr`` / ``max_det``), so every
+difference reported is the export's, not a changed setting's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sdk.detections import Detections
+from sdk.errors import ConfigError
+from sdk.images import load_image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass criteria: at least ``min_match_ratio`` of the detections matched (IoU >=
+    ``match_iou``, same label), matched scores within ``max_score_diff``, and (with a
+    dataset) ``|mAP_export - mAP_eager| <= max_map_delta``."""
+
+    match_iou: float = 0.99
+    min_match_ratio: float = 0.98
+    max_score_diff: float = 1e-3
+    max_map_delta: float = 0.002
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify_model_dir`` found (counts over all images)."""
+
+    num_images: int
+    eager_detections: int
+    export_detections: int
+    matched: int
+    max_score_diff: float
+    tolerance: Tolerance
+    eager_mAP: float | None = None
+    export_mAP: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def match_ratio(self) -> float:
+        total = max(self.eager_detections, self.export_detections)
+        return 1.0 if total == 0 else self.matched / total
+
+    @property
+    def mAP_delta(self) -> float | None:
+        if self.eager_mAP is None or self.export_mAP is None:
+            return None
+        return self.export_mAP - self.eager_mAP
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "num_images": self.num_images,
+            "eager_detections": self.eager_detections,
+            "export_detections": self.export_detections,
+            "matched": self.matched,
+            "match_ratio": self.match_ratio,
+            "max_score_diff": self.max_score_diff,
+            "eager_bbox_mAP": self.eager_mAP,
+            "export_bbox_mAP": self.export_mAP,
+            "mAP_delta": self.mAP_delta,
+            "passed": self.passed,
+            "failures": list(self.failures),
+        }
+
+
+def match_detections(a: Detections, b: Detections, *, iou: float = 0.99) -> tuple[int, float]:
+    """Greedy one-to-one matching of ``a`` to ``b`` (same label, IoU >= ``iou``, ``a``
+    best score first). Returns ``(matched count, max |score difference| of the pairs)``."""
+    if len(a) == 0 or len(b) == 0:
+        return 0, 0.0
+    ious = _box_iou(a.boxes, b.boxes)
+    ious[a.labels[:, None] != b.labels[None, :]] = -1.0
+    taken = np.zeros(len(b), bool)
+    matched, max_diff = 0, 0.0
+    for i in np.argsort(-a.scores, kind="stable"):
+        candidates = np.where(~taken & (ious[i] >= iou))[0]
+        if candidates.size == 0:
+            continue
+        j = candidates[np.argmax(ious[i, candidates])]
+        taken[j] = True
+        matched += 1
+        max_diff = max(max_diff, abs(float(a.scores[i]) - float(b.scores[j])))
+    return matched, max_diff
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def synthetic_images(count: int, *, seed: int = 0) -> list[np.ndarray]:
+    """``count`` RGB images of different sizes with filled shapes on a noisy background
+    (the kind of picture the synthetic dataset holds), for a quick check without data."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        h, w = (int(v) for v in rng.integers(200, 520, size=2))
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        image = cv2.GaussianBlur(image, (0, 0), 3)
+        for _ in range(int(rng.integers(2, 6))):
+            color = tuple(int(c) for c in rng.integers(0, 256, 3))
+            x, y = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 40))
+            size = int(rng.integers(20, max(21, min(h - y, w - x, 160))))
+            if rng.random() < 0.5:
+                cv2.rectangle(image, (x, y), (x + size, y + size), color, -1)
+            else:
+                cv2.circle(image, (x + size // 2, y + size // 2), size // 2, color, -1)
+        images.append(image)
+    return images
+
+
+def load_image_folder(folder: str | os.PathLike, *, limit: int | None = None) -> list[np.ndarray]:
+    """RGB images of ``folder`` (sorted by name, at most ``limit``)."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return [load_image(str(p)) for p in paths[:limit]]
+
+
+def default_checkpoint(model_dir: str | os.PathLike) -> Path:
+    """The checkpoint the model_dir was exported from, if it is still there unchanged."""
+    from sdk.converters.export import read_export_info
+    from sdk.manifest import load_model_dir, sha256_file
+
+    manifest = load_model_dir(model_dir).manifest
+    source = read_export_info(model_dir).get("source_checkpoint")
+    if source and Path(source).is_file() and sha256_file(Path(source)) == manifest.source_checkpoint_sha256:
+        return Path(source)
+    where = f"{source} is missing or changed since the export" if source else "the model_dir does not record it"
+    raise ConfigError(f"no checkpoint to verify {model_dir} against ({where}); pass --checkpoint CKPT")
+
+
+def eager_reference(checkpoint: str | os.PathLike, model_dir: str | os.PathLike, *, device: str = "cpu"):
+    """``EagerPredictor`` of ``checkpoint`` with ``model_dir``'s preprocessing and thresholds."""
+    from dataclasses import replace
+
+    from sdk.checkpoint import build_model_from_checkpoint, load_checkpoint
+    from sdk.engine.evaluate import EagerPredictor
+    from sdk.manifest import load_model_dir
+
+    manifest = load_model_dir(model_dir).manifest
+    loaded = load_checkpoint(checkpoint)
+    if tuple(loaded.meta.classes) != tuple(manifest.classes):
+        raise ConfigError(f"{checkpoint} and {model_dir} have different classes: not the same model")
+    meta = replace(loaded.meta, preprocess=manifest.preprocess, postprocess=dict(manifest.postprocess))
+    model, _ = build_model_from_checkpoint(replace(loaded, meta=meta), device=device)
+    return EagerPredictor(model, preprocess=manifest.preprocess, classes=manifest.classes,
+                          max_det=int(manifest.postprocess["max_det"]), device=device)
+
+
+def verify_model_dir(
+    model_dir: str | os.PathLike,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    images: Sequence[np.ndarray] | None = None,
+    dataset: tuple[str, str] | None = None,
+    tolerance: Tolerance = Tolerance(),
+    device: str = "cpu",
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> VerifyReport:
+    """Compare ``model_dir`` with its checkpoint on ``images`` (RGB arrays) or on a COCO
+    ``dataset`` = (annotation file, images folder); default 8 synthetic images."""
+    from sdk import Detector
+
+    checkpoint = Path(checkpoint) if checkpoint else default_checkpoint(model_dir)
+    eager = eager_reference(checkpoint, model_dir, device=device)
+    exported = Detector(model_dir, device=device, batch_size=batch_size)
+    batch = exported.batch_size
+    eager_map = export_map = None
+    if dataset is not None:
+        from sdk.data.coco import CocoDetection
+        from sdk.engine.evaluate import run_inference
+        from sdk.evaluation.coco_eval import evaluate_coco
+
+        ann_file, images_dir = dataset
+        coco = CocoDetection(ann_file, images_dir)
+        eager_dets = run_inference(eager, coco, batch_size=batch, progress=progress, desc="eager")
+        export_dets = run_inference(exported, coco, batch_size=batch, progress=progress, desc="exported")
+        eager_map = float(evaluate_coco(ann_file, eager_dets)["bbox_mAP"])
+        export_map = float(evaluate_coco(ann_file, export_dets)["bbox_mAP"])
+        pairs = [(eager_dets[i], export_dets[i]) for i in coco.image_ids]
+    else:
+        images = list(images) if images is not None else synthetic_images(8)
+        pairs = []
+        for start in range(0, len(images), batch):
+            chunk = images[start : start + batch]
+            pairs += zip(eager(chunk, channel_order="rgb"), exported(chunk, channel_order="rgb"))
+
+    matched, max_diff = 0, 0.0
+    for a, b in pairs:
+        m, d = match_detections(a, b, iou=tolerance.match_iou)
+        matched, max_diff = matched + m, max(max_diff, d)
+    report = VerifyReport(
+        num_images=len(pairs),
+        eager_detections=sum(len(a) for a, _ in pairs),
+        export_detections=sum(len(b) for _, b in pairs),
+        matched=matched,
+        max_score_diff=max_diff,
+        tolerance=tolerance,
+        eager_mAP=eager_map,
+        export_mAP=export_map,
+    )
+    if report.match_ratio < tolerance.min_match_ratio:
+        report.failures.append(f"match ratio {report.match_ratio:.4f} < {tolerance.min_match_ratio}")
+    if max_diff > tolerance.max_score_diff:
+        report.failures.append(f"max score difference {max_diff:.2e} > {tolerance.max_score_diff:.0e}")
+    if report.mAP_delta is not None and abs(report.mAP_delta) > tolerance.max_map_delta:
+        report.failures.append(f"|mAP delta| {abs(report.mAP_delta):.4f} > {tolerance.max_map_delta}")
+    return report
+
+
+def format_report(report: VerifyReport) -> str:
+    """A few human-readable lines."""
+    lines = [
+        f"images: {report.num_images}; detections eager {report.eager_detections}, "
+        f"exported {report.export_detections}; matched {report.matched} "
+        f"({report.match_ratio:.2%}, IoU >= {report.tolerance.match_iou}, same label)",
+        f"max score difference of matched detections: {report.max_score_diff:.2e}",
+    ]
+    if report.mAP_delta is not None:
+        lines.append(f"bbox mAP eager {report.eager_mAP:.4f}, exported {report.export_mAP:.4f}, "
+                     f"delta {report.mAP_delta:+.4f}")
+    lines.append("PASSED" if report.passed else "FAILED: " + "; ".join(report.failures))
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""TensorRT backend: runs ``model.engine`` (``sdk export --backend tensorrt``) on a CUDA GPU.
+
+TensorRT 10 API only (``set_input_shape``, ``set_tensor_address``,
+``execute_async_v3``; no bindings). Torch-free: device memory and the stream come
+from cuda-python. Device buffers are allocated once per batch size and reused; the
+engine has one optimization profile covering batch 1..max_batch.
+
+Everything that does not need TensorRT (what is missing on this machine, output
+shapes and byte sizes per batch, the dtype map) is a plain function, tested on CPU.
+An engine is tied to the TensorRT version and GPU model it was built on: a mismatch
+fails at load with a ``ModelDirError`` saying to rebuild.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from sdk.errors import BackendUnavailableError, ModelDirError
+from sdk.manifest import CONTRACT_OUTPUTS
+from sdk.runtime.base import parse_device
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sdk.manifest import LoadedModelDir, TensorSpec
+
+log = logging.getLogger(__name__)
+
+#: ``tensorrt.DataType`` member name -> numpy dtype name
+TRT_TO_NUMPY = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "BOOL": "bool",
+}
+
+
+def missing_requirements(device: str) -> list[str]:
+    """What this machine lacks to run TensorRT engines on ``device`` (empty: nothing)."""
+    kind, index = parse_device(device)
+    missing = []
+    if importlib.util.find_spec("tensorrt") is None:
+        missing.append("the 'tensorrt' Python package (TensorRT >= 10.10: pip install tensorrt)")
+    if _cudart() is None:
+        missing.append("the 'cuda-python' package (pip install cuda-python)")
+    if kind == "cpu":
+        missing.append("a CUDA device: TensorRT runs only on NVIDIA GPUs (pass device='cuda')")
+    elif cuda_device_count() <= index:
+        missing.append(f"a CUDA GPU {device!r} (found {cuda_device_count()})")
+    return missing
+
+
+def check_tensorrt_available(device: str) -> None:
+    """Raise ONE ``BackendUnavailableError`` naming everything missing for TensorRT on ``device``."""
+    missing = missing_requirements(device)
+    if missing:
+        raise BackendUnavailableError(
+            f"the tensorrt backend needs {'; '.join(missing)}. On a machine without them, export with "
+            "--backend onnxruntime (or aoti) instead"
+        )
+
+
+def cuda_device_count() -> int:
+    """CUDA GPUs visible to this process (0 without a driver or cuda-python)."""
+    cudart = _cudart()
+    if cudart is None:
+        return 0
+    err, count = cudart.cudaGetDeviceCount()
+    return int(count) if int(err) == 0 else 0
+
+
+def output_shapes(outputs: Sequence[TensorSpec], batch: int) -> dict[str, tuple[int, ...]]:
+    """Each output's shape for a batch of ``batch`` images (the manifest's -1 batch filled in)."""
+    shapes = {}
+    for spec in outputs:
+        if any(d < 0 for d in spec.shape[1:]):
+            raise ModelDirError(f"output {spec.name!r} has a dynamic non-batch dimension {list(spec.shape)}")
+        shapes[spec.name] = (batch, *spec.shape[1:])
+    return shapes
+
+
+def buffer_nbytes(shape: Sequence[int], dtype: str) -> int:
+    """Bytes of a dense ``shape`` tensor of numpy dtype ``dtype``."""
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+class TensorRTBackend:
+    """``infer(batch [B, 3, H, W]) -> {output name: ndarray}`` with a TensorRT engine.
+
+    Args:
+        loaded: a validated model_dir whose backend is ``"tensorrt"``.
+        device: ``"cuda"`` or ``"cuda:N"``.
+        warmup: run one batch at load (TensorRT's first enqueue is slow).
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, loaded: LoadedModelDir, *, device: str = "cuda", warmup: bool = True) -> None:
+        check_tensorrt_available(device)
+        trt = importlib.import_module("tensorrt")
+        manifest = loaded.manifest
+        if manifest.plugins:  # before deserializing: the engine refers to them by name
+            from sdk.converters.tensorrt_plugins import register_plugins
+
+            register_plugins()
+        self._cudart = _cudart()
+        _, index = parse_device(device)
+        _check(self._cudart.cudaSetDevice(index), "cudaSetDevice")
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(loaded.model_path.read_bytes())
+        if self.engine is None:
+            raise ModelDirError(
+                f"TensorRT {trt.__version__} cannot load {loaded.model_path} (built with TensorRT "
+                f"{manifest.library_versions.get('tensorrt', 'unknown')}): engines run only with the TensorRT "
+                "version and GPU model they were built on; rebuild it here with `sdk export --backend tensorrt`"
+            )
+        self.context = self.engine.create_execution_context()
+        self._stream = _check(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if inputs != [manifest.input.name]:
+            raise ModelDirError(f"{loaded.model_path} takes inputs {inputs}, the manifest says {manifest.input.name!r}")
+        self.input_name = inputs[0]
+        self.output_names = [n for n in names if n not in inputs]
+        missing = [n for n in CONTRACT_OUTPUTS if n not in self.output_names]
+        if missing:
+            raise ModelDirError(f"{loaded.model_path} lacks the detection outputs {missing}; re-export the model_dir")
+        self.output_dtypes = {n: TRT_TO_NUMPY[self.engine.get_tensor_dtype(n).name] for n in self.output_names}
+        self.input_dtype = np.dtype(TRT_TO_NUMPY[self.engine.get_tensor_dtype(self.input_name).name])
+        self.min_batch, self.max_batch = manifest.input.min_batch, manifest.input.max_batch
+        self._outputs = [s for s in manifest.outputs if s.name in self.output_names]
+        self._buffers: dict[tuple[int, ...], dict[str, int]] = {}  # input shape -> {tensor: device pointer}
+        h, w = manifest.input.hw
+        if warmup:
+            self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run ``batch`` [B, 3, H, W] (min_batch <= B <= max_batch); returns the contract outputs."""
+        if not self.min_batch <= batch.shape[0] <= self.max_batch:
+            raise ValueError(f"batch of {batch.shape[0]} outside the engine's {self.min_batch}..{self.max_batch}")
+        batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
+        shapes = output_shapes(self._outputs, batch.shape[0])
+        pointers = self._device_buffers(batch.shape, shapes)
+        cudart, stream = self._cudart, self._stream
+        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self.context.set_input_shape(self.input_name, batch.shape)
+        for name, pointer in pointers.items():
+            self.context.set_tensor_address(name, pointer)
+        _check(cudart.cudaMemcpyAsync(pointers[self.input_name], batch.ctypes.data, batch.nbytes, h2d, stream), "copy")
+        if not self.context.execute_async_v3(stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
+        results = {n: np.empty(shapes[n], self.output_dtypes[n]) for n in self.output_names}
+        for name, array in results.items():
+            _check(cudart.cudaMemcpyAsync(array.ctypes.data, pointers[name], array.nbytes, d2h, stream), "copy")
+        _check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        return results
+
+    def _device_buffers(self, input_shape: tuple[int, ...], shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+        """Device pointers for this input shape, allocated on first use and kept."""
+        if input_shape not in self._buffers:
+            sizes = {self.input_name: buffer_nbytes(input_shape, self.input_dtype.name)}
+            sizes |= {n: buffer_nbytes(shapes[n], self.output_dtypes[n]) for n in self.output_names}
+            self._buffers[input_shape] = {n: _check(self._cudart.cudaMalloc(b), "cudaMalloc") for n, b in sizes.items()}
+        return self._buffers[input_shape]
+
+    def __del__(self) -> None:
+        cudart = getattr(self, "_cudart", None)
+        if cudart is None:
+            return
+        for pointers in getattr(self, "_buffers", {}).values():
+            for pointer in pointers.values():
+                cudart.cudaFree(pointer)
+        if getattr(self, "_stream", None) is not None:
+            cudart.cudaStreamDestroy(self._stream)
+
+
+def _cudart() -> Any:
+    """cuda-python's runtime module (``cuda.bindings.runtime``, or ``cuda.cudart`` before 12.6)."""
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+def _check(result: Any, what: str) -> Any:
+    """Unpack a cuda-python ``(error, *values)`` result, raising on an error."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise RuntimeError(f"{what} failed: CUDA error {err}")
+    return values[0] if len(values) == 1 else tuple(values) or None

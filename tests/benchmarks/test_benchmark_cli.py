@@ -1,0 +1,142 @@
+"""``sdk benchmark`` end to end on a tiny random-weight checkpoint and its ONNX export.
+
+One suite run (export to ONNX Runtime + the eager references) is shared by the tests
+of this module; the exported model_dir it leaves is then benchmarked on its own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sdk.benchmarks.suites import random_checkpoint  # noqa: E402
+from sdk.benchmarks.timing import STAGES  # noqa: E402
+from sdk.cli.main import main  # noqa: E402
+
+FAST = ["--iters", "2", "--warmup", "1", "--threads", "1", "--no-progress"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield random_checkpoint("retinanet_tiny", tmp_path_factory.mktemp("ckpt") / "tiny.pt", seed=0)
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def suite_dir(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("suite")
+    code = main(["benchmark", "suite", str(tiny_checkpoint), "--backends", "onnxruntime,tensorrt",
+                 "--batch", "1,2", "--out", str(out), *FAST])
+    assert code == 0
+    return out
+
+
+def check_result_schema(result: dict, *, batch_sizes: list[int]) -> None:
+    assert result["schema"] == "sdk.benchmark/1"
+    assert {"path", "kind", "model_name", "backend", "precision", "input_hw", "size_mb", "parameters", "gflops"} <= set(
+        result["model"]
+    )
+    assert result["model"]["size_mb"] > 0 and result["model"]["parameters"] > 0 and result["model"]["gflops"] > 0
+    assert {"cpu_model", "cpu_cores", "libraries", "date_utc", "load_average_1m"} <= set(result["environment"])
+    assert [b["batch_size"] for b in result["batches"]] == batch_sizes
+    for batch in result["batches"]:
+        assert batch["iterations"] == 2
+        stage_means = [batch["stages_ms"][s]["mean"] for s in STAGES]
+        assert all(m > 0 for m in stage_means)
+        for summary in [*batch["stages_ms"].values(), batch["end_to_end_ms"]]:
+            assert summary["min"] <= summary["p50"] <= summary["p90"] <= summary["p99"] <= summary["max"]
+        e2e = batch["end_to_end_ms"]["mean"]
+        assert sum(stage_means) <= e2e * (1 + 1e-6)
+        assert sum(stage_means) == pytest.approx(e2e, rel=0.01)
+        assert batch["images_per_s"] == pytest.approx(1e3 * batch["batch_size"] / e2e)
+        assert batch["peak_rss_mb"] > 0
+
+
+def test_checkpoint_benchmark_writes_json_markdown_and_plot(tiny_checkpoint, tmp_path, capsys):
+    paths = {k: tmp_path / f"out.{k}" for k in ("json", "md", "png")}
+    code = main(["benchmark", str(tiny_checkpoint), "--batch", "1,2", "--json", str(paths["json"]),
+                 "--markdown", str(paths["md"]), "--plot", str(paths["png"]), "--peak", *FAST])
+    assert code == 0
+    result = json.loads(paths["json"].read_text())
+    check_result_schema(result, batch_sizes=[1, 2])
+    assert result["model"]["kind"] == "checkpoint" and result["model"]["backend"] == "torch"
+    assert result["model"]["input_hw"] == [320, 320]
+    assert result["settings"]["threads"] == 1
+    assert result["achieved"]["fraction_of_peak"] > 0
+    markdown = paths["md"].read_text()
+    assert "sdk benchmark" in markdown and "| batch |" in markdown and "Physical reference" in markdown
+    assert paths["png"].read_bytes()[:8] == PNG_MAGIC
+    assert "| batch |" in capsys.readouterr().out
+
+
+def test_suite_runs_onnxruntime_and_reports_missing_backends(suite_dir):
+    suite = json.loads((suite_dir / "suite.json").read_text())
+    rows = {row["name"]: row for row in suite["rows"]}
+    assert list(rows) == ["torchvision eager", "sdk eager", "onnxruntime", "tensorrt"]
+    assert rows["torchvision eager"]["status"] == "n/a" and "no builder" in rows["torchvision eager"]["reason"]
+    assert rows["sdk eager"]["status"] == "ok" and rows["onnxruntime"]["status"] == "ok"
+    assert rows["tensorrt"]["status"] == "skipped" and rows["tensorrt"]["reason"]
+    check_result_schema(rows["onnxruntime"]["result"], batch_sizes=[1, 2])
+    # the FLOP count is taken once on the checkpoint and shared by its export
+    assert rows["onnxruntime"]["result"]["model"]["gflops"] == suite["cost"]["gflops"]
+    table = (suite_dir / "suite.md").read_text()
+    assert "| onnxruntime | ok |" in table and "| tensorrt | skipped:" in table and "speed-up vs sdk eager" in table
+    assert (suite_dir / "suite_latency.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_model_dir_benchmark_with_map(suite_dir, tmp_path):
+    from sdk.data.synthetic import generate_synthetic_coco
+
+    data = generate_synthetic_coco(tmp_path / "data", num_train=0, num_val=2, image_size=96, seed=0, progress=False)
+    out = tmp_path / "r.json"
+    code = main(["benchmark", str(suite_dir / "models" / "onnxruntime"), "--dataset", str(data.val_json),
+                 "--json", str(out), *FAST])
+    assert code == 0
+    result = json.loads(out.read_text())
+    check_result_schema(result, batch_sizes=[1])
+    assert result["model"]["kind"] == "model_dir" and result["model"]["backend"] == "onnxruntime"
+    assert result["model"]["gflops_source"].startswith("source checkpoint")
+    assert 0 <= result["accuracy"]["bbox_mAP"] <= 1
+
+
+def test_server_mode_delegates_to_the_load_generator(monkeypatch, tmp_path, capsys):
+    import sdk.serving.loadgen as loadgen
+
+    calls = {}
+
+    def fake_run_load(url, model, **kwargs):
+        calls.update(url=url, model=model, **kwargs)
+        return [{field: 1 for field in loadgen.CSV_FIELDS} | {"error_codes": {}}]
+
+    monkeypatch.setattr(loadgen, "run_load", fake_run_load)
+    token = tmp_path / "token"
+    token.write_text("secret\n")
+    csv_path = tmp_path / "load.csv"
+    code = main(["benchmark", "--server", "localhost:8001", "--model", "det", "--concurrency", "1,4",
+                 "--duration", "2", "--csv", str(csv_path), "--token-file", str(token)])
+    assert code == 0
+    assert calls["url"] == "localhost:8001" and calls["model"] == "det"
+    assert list(calls["concurrency_levels"]) == [1, 4] and calls["duration_s"] == 2 and calls["token"] == "secret"
+    assert csv_path.read_text().splitlines()[0].startswith("concurrency,")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["benchmark"], "usage: `sdk benchmark MODEL`"),
+        (["benchmark", "suite"], "usage: `sdk benchmark MODEL`"),
+        (["benchmark", "m.pt", "--server", "h:1", "--model", "x"], "takes no MODEL"),
+        (["benchmark", "--server", "h:1"], "needs --model"),
+        (["benchmark", "missing.pt"], "model not found"),
+    ],
+)
+def test_user_errors_print_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

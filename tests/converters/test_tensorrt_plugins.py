@@ -1,0 +1,153 @@
+"""``sdk.converters.tensorrt_plugins`` without TensorRT: the ``sdk::`` nodes of a real
+TensorRT-flavor export, and the plugin output descriptors checked against the graph
+and against ONNX Runtime running that graph (``sdk.trt_plugins.ort_ops``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+import types
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from tiny_deploy import POSTPROCESS, PREPROCESS, TinyDeploy, random_images
+
+from sdk.converters.onnx_export import export_onnx
+from sdk.converters.tensorrt_plugins import (
+    NMS_PLUGIN,
+    ROI_ALIGN_PLUGIN,
+    batched_nms_outputs,
+    multilevel_roi_align_output,
+    plugin_nodes,
+    plugins_of,
+    register_plugins,
+)
+from sdk.errors import BackendUnavailableError
+
+_ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT32: "int32"}
+
+
+@pytest.fixture(scope="module")
+def tensorrt_onnx(tmp_path_factory):
+    torch.set_num_threads(1)
+    return export_onnx(
+        TinyDeploy(), tmp_path_factory.mktemp("trt") / "model.onnx", flavor="tensorrt",
+        input_shape=PREPROCESS.size, max_batch=4,
+    )
+
+
+def test_plugin_nodes_carry_the_exported_attributes(tensorrt_onnx):
+    (node,) = plugin_nodes(tensorrt_onnx)
+    assert node.plugin == NMS_PLUGIN and plugins_of(tensorrt_onnx) == [NMS_PLUGIN]
+    assert node.outputs == ("num_dets", "boxes", "scores", "labels")
+    attrs = node.attributes
+    assert (attrs["max_det"], attrs["pre_nms_top_k"], attrs["class_agnostic"]) == (POSTPROCESS["max_det"], -1, 0)
+    assert attrs["score_threshold"] == pytest.approx(POSTPROCESS["score_thr"])
+    assert attrs["iou_threshold"] == pytest.approx(POSTPROCESS["iou_thr"])
+
+
+def test_nms_descriptors_match_the_graph_outputs(tensorrt_onnx):
+    (node,) = plugin_nodes(tensorrt_onnx)
+    graph_outputs = {o.name: o.type.tensor_type for o in onnx.load(str(tensorrt_onnx)).graph.output}
+    descriptors = batched_nms_outputs("batch", node.attributes["max_det"])
+    for desc, name in zip(descriptors, node.outputs, strict=True):
+        tensor_type = graph_outputs[name]
+        assert desc.dtype == _ONNX_DTYPES[tensor_type.elem_type], name
+        assert list(desc.shape) == [d.dim_value or d.dim_param for d in tensor_type.shape.dim], name
+
+
+def test_nms_descriptors_match_a_real_run_of_the_graph(tensorrt_onnx):
+    from sdk.trt_plugins import ort_ops
+
+    images = random_images(3, seed=4)  # not the export's example batch
+    outputs = ort_ops.inference_session(tensorrt_onnx).run(None, {"images": images.numpy()})
+    for desc, array in zip(batched_nms_outputs(3, POSTPROCESS["max_det"]), outputs, strict=True):
+        assert (array.dtype, array.shape) == (np.dtype(desc.dtype), desc.shape), desc.name
+    for got, want in zip(outputs, TinyDeploy()(images), strict=True):
+        np.testing.assert_allclose(got, want.detach().numpy(), atol=1e-4)
+
+
+def test_roi_align_descriptor_matches_the_op():
+    rois = torch.tensor([[[10.0, 10.0, 200.0, 150.0], [0.0, 0.0, 40.0, 40.0]]]).repeat(2, 1, 1)
+    features = [torch.randn(2, 5, 64 // s, 64 // s) for s in (1, 2, 4, 8)]
+    pooled = torch.ops.sdk.multilevel_roi_align(rois, features, [7, 6], 2, False, [1 / 4, 1 / 8, 1 / 16, 1 / 32])
+    desc = multilevel_roi_align_output(tuple(rois.shape), 5, (7, 6), "float32")
+    assert desc.shape == tuple(pooled.shape) and desc.dtype == str(pooled.dtype).removeprefix("torch.")
+
+
+def test_descriptor_arguments_are_checked():
+    with pytest.raises(ValueError, match="max_det"):
+        batched_nms_outputs(2, 0)
+    with pytest.raises(ValueError, match="rois"):
+        multilevel_roi_align_output((2, 4), 5, (7, 7), "float32")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="checks the error without TensorRT")
+def test_registering_without_tensorrt_names_the_package():
+    with pytest.raises(BackendUnavailableError, match="tensorrt"):
+        register_plugins()
+
+
+class _FakeTensorDesc:
+    """Stands in for ``tensorrt.plugin.TensorDesc``: only ``shape_expr`` and ``dtype``."""
+
+    def __init__(self, shape_expr=(), dtype="float32"):
+        self.shape_expr, self.dtype = tuple(shape_expr), dtype
+
+
+def _fake_tensorrt(registry: dict) -> tuple[types.ModuleType, types.ModuleType]:
+    """``tensorrt`` and ``tensorrt.plugin`` doubles recording what gets registered, and
+    enforcing the documented rule that a ``register`` function annotates every argument
+    and its return value with live objects (not strings)."""
+    trt = types.ModuleType("tensorrt")
+    trt.int32, trt.float32, trt.float16 = "int32", "float32", "float16"
+    trtp = types.ModuleType("tensorrt.plugin")
+    trtp.TensorDesc, trtp.Tensor = _FakeTensorDesc, object
+    trtp.from_shape_expr = lambda shape, dtype: (tuple(shape), dtype)
+    trtp.AutoTuneCombination = lambda io_types, layouts: (io_types, layouts)
+
+    def decorator(kind):
+        def named(plugin_id):
+            def record(fn):
+                if kind == "register":
+                    sig = inspect.signature(fn)
+                    assert all(p.annotation is not inspect.Parameter.empty for p in sig.parameters.values())
+                    assert not any(isinstance(p.annotation, str) for p in sig.parameters.values())
+                    assert sig.return_annotation is not inspect.Signature.empty
+                registry[(kind, plugin_id)] = fn
+                return fn
+            return record
+        return named
+
+    trtp.register, trtp.autotune, trtp.impl = decorator("register"), decorator("autotune"), decorator("impl")
+    trt.plugin = trtp
+    return trt, trtp
+
+
+def test_plugin_registration_wires_descriptors_autotune_and_impl(monkeypatch):
+    from sdk.converters import tensorrt_plugins
+
+    registry: dict = {}
+    trt, trtp = _fake_tensorrt(registry)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
+    monkeypatch.setattr(tensorrt_plugins, "_registered", False)
+    register_plugins()
+    register_plugins()  # idempotent
+    assert set(registry) == {(k, p) for k in ("register", "autotune", "impl") for p in (NMS_PLUGIN, ROI_ALIGN_PLUGIN)}
+
+    nms_outputs = registry[("register", NMS_PLUGIN)](
+        _FakeTensorDesc(("B", 20, 4)), _FakeTensorDesc(("B", 20, 3)), 0.3, 0.5, 7, -1, 0
+    )
+    assert nms_outputs == ((("B", 1), "int32"), (("B", 7, 4), "float32"), (("B", 7), "float32"), (("B", 7), "int32"))
+    features = [_FakeTensorDesc(("B", 16, 64 // s, 64 // s), "float16") for s in (1, 2, 4, 8)]
+    pooled = registry[("register", ROI_ALIGN_PLUGIN)](
+        _FakeTensorDesc(("B", "R", 4)), *features, np.array([7, 7], np.int32), 2, 0,
+        np.array([1 / 4, 1 / 8, 1 / 16, 1 / 32], np.float32), 224, 4,
+    )
+    assert pooled == (("B", "R", 16, 7, 7), "float16")
+    ((io_types, _),) = registry[("autotune", NMS_PLUGIN)](None, None, None)
+    assert io_types.replace(" ", "").split(",") == ["FP32", "FP32", "INT32", "FP32", "FP32", "INT32"]

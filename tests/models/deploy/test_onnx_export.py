@@ -1,0 +1,103 @@
+"""Exported ONNX (both custom-op flavors) == eager checkpoint, per tiny family.
+
+Each (family, flavor) is exported once through the ``sdk export`` pipeline (traced at
+batch 2, dynamic batch 1..8) and run through ``sdk.Detector`` on ONNX Runtime (the
+TensorRT flavor's ``sdk::`` nodes through ``sdk.trt_plugins.ort_ops``) on a batch of
+3 images of other original sizes, against the eager model with the same
+preprocessing. Batched results must equal one-image results (8 images of different
+sizes), and the ONNX Runtime path must not import torch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+import pytest
+from deploy_support import CLASSES, TINY_MODELS, assert_same_contract, detections_as_contract, small_preprocess
+
+from sdk import Detector
+from sdk.engine.verify import synthetic_images
+from sdk.manifest import load_model_dir
+
+FLAVORS = ("onnxruntime", "tensorrt")
+
+
+def _eager(model, images):
+    from sdk.engine.evaluate import EagerPredictor
+
+    max_det = int(model_max_det(model))
+    return EagerPredictor(model, preprocess=small_preprocess(), classes=CLASSES, max_det=max_det)(images, channel_order="rgb")
+
+
+def model_max_det(model) -> int:
+    return getattr(model, "detections_per_img", None) or model.roi_heads.detections_per_img
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_exported_model_matches_eager(name, flavor, tiny_checkpoint, exported_model_dir):
+    _, model = tiny_checkpoint(name)
+    model_dir = exported_model_dir(name, flavor)
+    images = synthetic_images(3, seed=7)  # original sizes 200..520 px, none the 224x288 input
+    assert len({im.shape for im in images}) == 3
+
+    detector = Detector(model_dir)
+    exported = detector(images, channel_order="rgb")
+    reference = _eager(model, images)
+    assert_same_contract(detections_as_contract(exported), detections_as_contract(reference), min_dets=5)
+    assert [d.class_names for d in exported] == [list(CLASSES)] * 3 or exported[0].names
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_graph_ops_per_flavor(flavor, exported_model_dir):
+    model_dir = exported_model_dir("fasterrcnn_tiny", flavor)
+    loaded = load_model_dir(model_dir)
+    graph = onnx.load(str(loaded.model_path))
+    custom = sorted({n.op_type for n in graph.graph.node if n.domain == "sdk"})
+    if flavor == "tensorrt":
+        assert custom == ["BatchedNMS", "MultiLevelRoIAlign"]
+        assert set(loaded.manifest.plugins) == {"BatchedNMS", "MultiLevelRoIAlign"}
+    else:
+        assert custom == [] and loaded.manifest.plugins == ()
+        assert {"NonMaxSuppression", "RoiAlign"} <= {n.op_type for n in graph.graph.node}
+    manifest = loaded.manifest
+    assert (manifest.input.dtype, manifest.input.shape, manifest.input.max_batch) == ("uint8", (-1, 3, 224, 288), 8)
+    assert manifest.flavor == flavor and manifest.classes == CLASSES
+    batch_dim = graph.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param  # symbolic, not the traced batch of 2
+
+
+@pytest.mark.parametrize("name", TINY_MODELS)
+def test_batch_equals_single_images(name, exported_model_dir):
+    detector = Detector(exported_model_dir(name, "onnxruntime"))
+    images = synthetic_images(8, seed=11)
+    batched = detector(images, channel_order="rgb")
+    for image, together in zip(images, batched):
+        alone = detector(image, channel_order="rgb")
+        assert len(alone) == len(together) > 0
+        np.testing.assert_array_equal(alone.labels, together.labels)
+        np.testing.assert_allclose(alone.scores, together.scores, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(alone.boxes, together.boxes, rtol=1e-5, atol=1e-3)
+
+
+def test_exported_detector_does_not_import_torch(exported_model_dir, tmp_path):
+    model_dir = exported_model_dir("fcos_tiny", "onnxruntime")
+    image = tmp_path / "image.png"
+    import cv2
+
+    cv2.imwrite(str(image), synthetic_images(1, seed=3)[0])
+    code = textwrap.dedent(f"""
+        import sys
+        import sdk
+        detections = sdk.Detector({str(model_dir)!r})([{str(image)!r}, {str(image)!r}])
+        heavy = sorted(m for m in ("torch", "torchvision", "onnx") if m in sys.modules)
+        assert not heavy, heavy
+        print(detections[0].to_json())
+        """)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert len(json.loads(out)["scores"]) > 0
