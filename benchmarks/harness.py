@@ -62,7 +62,8 @@ def benchmark_pipeline(
         batches.append({**timings.summary(), **memory.to_dict()})
     accuracy = None
     if dataset is not None:
-        accuracy = evaluate_pipeline(pipeline, dataset, dataset_images, batch_size=max(1, min(max(batch_sizes), pipeline.max_batch)), progress=progress)
+        eval_batch = min(max(batch_sizes), pipeline.max_batch)
+        accuracy = evaluate_pipeline(pipeline, dataset, dataset_images, batch_size=eval_batch, progress=progress)
     return {
         "schema": RESULT_SCHEMA,
         "name": pipeline.name,
@@ -139,11 +140,8 @@ def benchmark_model(
     )
     detector = pipeline.detector
     input_hw = detector.preprocess.static_shape or _first_input_hw(pipeline, encoded)
-    if cost is None:
-        if detector.manifest is None:
-            cost = {**count_cost(detector.backend.model, tuple(input_hw)), "source": "checkpoint"}
-        else:
-            cost = model_dir_cost(detector.model_path) or {}
+    if cost is None and detector.manifest is None:
+        cost = {**count_cost(detector.backend.model, tuple(input_hw)), "source": "checkpoint"}
     manifest = detector.manifest
     info = {
         "path": str(model),
@@ -153,11 +151,12 @@ def benchmark_model(
         "precision": manifest.precision if manifest else "fp32",
         "input_hw": list(input_hw),
         "size_mb": model_size_mb(model),
-        "parameters": cost.get("parameters"),
-        "gflops": cost.get("gflops"),
-        "gflops_source": cost.get("source"),
     }
-    return benchmark_pipeline(pipeline, encoded, batch_sizes=batch_sizes, model_info=info, threads=threads, **kwargs)
+    result = benchmark_pipeline(pipeline, encoded, batch_sizes=batch_sizes, model_info=info, threads=threads, **kwargs)
+    if cost is None:  # counted after timing: it imports torch, which would inflate an ONNX Runtime run's RSS
+        cost = model_dir_cost(detector.model_path) or {}
+    result["model"].update(parameters=cost.get("parameters"), gflops=cost.get("gflops"), gflops_source=cost.get("source"))
+    return result
 
 
 def _first_input_hw(pipeline: Any, encoded: Sequence[bytes]) -> tuple[int, int]:

@@ -30,7 +30,8 @@ def synthetic_images(count: int = 8, *, size: tuple[int, int] = (480, 640), seed
             if rng.random() < 0.5:
                 cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness=-1)
             else:
-                cv2.ellipse(image, ((x1 + x2) // 2, (y1 + y2) // 2), ((x2 - x1) // 2, (y2 - y1) // 2), 0, 0, 360, colour, thickness=-1)
+                centre, axes = ((x1 + x2) // 2, (y1 + y2) // 2), ((x2 - x1) // 2, (y2 - y1) // 2)
+                cv2.ellipse(image, centre, axes, 0, 0, 360, colour, thickness=-1)
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
         assert ok, "OpenCV failed to encode a JPEG"
         out.append(buf.tobytes())

@@ -48,6 +48,7 @@ def model_dir_cost(model_dir: str | os.PathLike) -> dict[str, Any] | None:
     checkpoint when ``export.json`` names one that still matches the manifest's sha256,
     else on the registered model rebuilt with random weights; ``None`` when torch is
     missing, the model name is not registered, or the shape is dynamic."""
+    import importlib.util
     import json
 
     from sdk.manifest import load_model_dir, sha256_file
@@ -56,20 +57,19 @@ def model_dir_cost(model_dir: str | os.PathLike) -> dict[str, Any] | None:
     shape = manifest.preprocess.static_shape
     if shape is None:
         return None
+    if importlib.util.find_spec("torch") is None:
+        return None
     info_file = Path(model_dir) / "export.json"  # written by sdk.converters.export
     source = json.loads(info_file.read_text()).get("source_checkpoint") if info_file.is_file() else None
     if source and Path(source).is_file() and sha256_file(source) == manifest.source_checkpoint_sha256:
         return {**checkpoint_cost(source, tuple(shape)), "source": f"source checkpoint {source}"}
-    try:
-        import torch  # noqa: F401
+    from sdk.errors import ConfigError
+    from sdk.models import build_model, get_model_spec
 
-        from sdk.errors import ConfigError
-        from sdk.models import build_model, get_model_spec
-    except ImportError:
-        return None
     try:
         spec = get_model_spec(manifest.model_name)
     except ConfigError:
         return None
-    model = build_model(manifest.model_name, num_classes=len(manifest.classes), **spec.postprocess_overrides(dict(manifest.postprocess)))
+    overrides = spec.postprocess_overrides(dict(manifest.postprocess))
+    model = build_model(manifest.model_name, num_classes=len(manifest.classes), **overrides)
     return {**count_cost(model, tuple(shape)), "source": "registry model (random weights) at the exported shape"}

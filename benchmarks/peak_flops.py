@@ -29,7 +29,9 @@ def matmul_gflops(run: Callable[[], Any], n: int, *, repeats: int = 10, sync: Ca
     return 2 * n**3 / best / 1e9
 
 
-def peak_throughput(*, device: str = "cpu", n_cpu: int = 1024, n_gpu: int = 8192, with_torch: bool | None = None) -> dict[str, Any]:
+def peak_throughput(
+    *, device: str = "cpu", n_cpu: int = 1024, n_gpu: int = 8192, with_torch: bool | None = None
+) -> dict[str, Any]:
     """Dense matmul GFLOP/s: numpy float32 (CPU); torch float32 on ``device`` and, on
     CUDA, float16. ``with_torch`` defaults to "torch is already imported"."""
     rng = np.random.default_rng(0)

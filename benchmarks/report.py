@@ -60,10 +60,15 @@ def markdown_table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 def environment_lines(env: Mapping[str, Any]) -> str:
     libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items())
+    load, cores = env.get("load_average_1m"), env.get("cpu_affinity") or env.get("cpu_cores")
+    busy = (
+        " — busy machine: other processes competed for the CPU, so timings are inflated and noisy"
+        if load is not None and cores and load > cores else ""
+    )
     return "\n".join([
         f"- date (UTC): {env.get('date_utc')}",
         f"- CPU: {env.get('cpu_model')} ({env.get('cpu_cores')} cores, {env.get('cpu_affinity')} usable), "
-        f"1-min load average at the end: {_num(env.get('load_average_1m'))}",
+        f"1-min load average at the end: {_num(env.get('load_average_1m'))}{busy}",
         f"- GPU: {env.get('gpu') or 'none used'}",
         f"- platform: {env.get('platform')}, Python {env.get('python')}",
         f"- libraries: {libs}",

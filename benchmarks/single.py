@@ -35,9 +35,11 @@ def benchmark_target(
 
     path = Path(model)
     if path.is_dir() or path.name == "manifest.json":
-        result = benchmark_model(path, encoded, device=device, batch_sizes=batch_sizes, input_size=input_size, **kwargs)
-        if backend not in (None, result["model"]["backend"]):
-            raise ConfigError(f"{path} is a {result['model']['backend']} model_dir; it cannot run on {backend!r}")
+        model_dir = path if path.is_dir() else path.parent
+        exported_for = _manifest(model_dir).backend
+        if backend not in (None, exported_for):
+            raise ConfigError(f"{model_dir} is an {exported_for} model_dir; it cannot run on {backend!r} (drop --backend)")
+        result = benchmark_model(model_dir, encoded, device=device, batch_sizes=batch_sizes, input_size=input_size, **kwargs)
     elif backend in (None, "torch"):
         result = benchmark_model(path, encoded, device=device, batch_sizes=batch_sizes, input_size=input_size, **kwargs)
     elif backend == "torchvision":
@@ -124,7 +126,11 @@ class _TorchvisionNetwork:
         return self.model(list(torch.unbind(x.clamp(0, 1))))
 
 
-def _static_shape(model_dir: Path) -> tuple[int, int] | None:
+def _manifest(model_dir: Path):
     from sdk.manifest import load_model_dir
 
-    return load_model_dir(model_dir, verify_files=False).manifest.preprocess.static_shape
+    return load_model_dir(model_dir, verify_files=False).manifest
+
+
+def _static_shape(model_dir: Path) -> tuple[int, int] | None:
+    return _manifest(model_dir).preprocess.static_shape

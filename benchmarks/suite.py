@@ -131,7 +131,8 @@ def summary_rows(suite: dict[str, Any]) -> list[dict[str, Any]]:
     sdk eager), achieved GFLOP/s and fraction of peak."""
     big = max(suite["batch_sizes"])
     by_name = {r["name"]: r for r in suite["rows"]}
-    ref = by_name.get(TORCHVISION_ROW) if by_name.get(TORCHVISION_ROW, {}).get("status") == "ok" else by_name.get(SDK_EAGER_ROW)
+    tv_ok = by_name.get(TORCHVISION_ROW, {}).get("status") == "ok"
+    ref = by_name.get(TORCHVISION_ROW if tv_ok else SDK_EAGER_ROW)
     ref_b1 = _batch(ref["result"], 1) if ref and ref.get("status") == "ok" else None
     out = []
     for row in suite["rows"]:
@@ -213,7 +214,9 @@ def suite_markdown(suite: dict[str, Any], *, title: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def write_suite(suite: dict[str, Any], out_dir: str | Path, *, stem: str = "suite", title: str | None = None) -> dict[str, Path]:
+def write_suite(
+    suite: dict[str, Any], out_dir: str | Path, *, stem: str = "suite", title: str | None = None
+) -> dict[str, Path]:
     """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>_latency.png`` under ``out_dir``."""
     from sdk.benchmarks.report import latency_series, plot_latency, write_json, write_text
 

@@ -12,6 +12,7 @@ Flavors (ARCHITECTURE.md, contract 3): ``onnxruntime`` = standard ONNX ops only;
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -70,13 +71,12 @@ def export_onnx(
     height, width = (int(v) for v in input_shape[-2:])
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # The example batch must not be 1 (torch.export would specialize it) nor max_batch.
-    example_batch = 2 if max_batch >= 3 else max_batch
-    example = _example_images(example_batch, height, width, input_dtype)
-    batch_dim = torch.export.Dim("batch", min=1, max=max(max_batch, 2))
+    # A traced batch of 1 would be specialized by torch.export: trace at 2 (batch 1 only: static).
+    example = _example_images(min(max_batch, 2), height, width, input_dtype)
+    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=max_batch)},) if max_batch > 1 else None
     deploy_module = deploy_module.eval()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), _quiet_loggers("onnx_ir", "onnxscript", "torch.onnx"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 deploy_module,
@@ -86,7 +86,7 @@ def export_onnx(
                 custom_translation_table=translation_table(flavor, opset),
                 input_names=[INPUT_NAME],
                 output_names=list(OUTPUT_NAMES),
-                dynamic_shapes=({0: batch_dim},),
+                dynamic_shapes=dynamic_shapes,
                 external_data=False,
                 optimize=True,
                 verbose=False,
@@ -98,6 +98,20 @@ def export_onnx(
     if simplify:
         simplify_onnx(out)
     return out
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str):
+    """The exporter's passes log every rewrite at INFO: keep the CLI output readable."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _example_images(batch: int, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:

@@ -26,10 +26,13 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from sdk.errors import ConfigError, ModelDirError
+from sdk.errors import BackendUnavailableError, ConfigError, ModelDirError
 from sdk.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
+
+#: the ONNX parser maps an ``sdk::Op`` node to plugin ``sdk::Op`` (namespace = node domain) from 10.10
+MIN_TENSORRT = (10, 10)
 
 
 class ProfileShapes(NamedTuple):
@@ -50,6 +53,16 @@ def optimization_profile(input_shape: Sequence[int], max_batch: int) -> ProfileS
     if max_batch < 1:
         raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
     return ProfileShapes((1, 3, h, w), (max(1, max_batch // 2), 3, h, w), (max_batch, 3, h, w))
+
+
+def check_tensorrt_version(version: str) -> None:
+    """``BackendUnavailableError`` unless ``version`` (``tensorrt.__version__``) is at least ``MIN_TENSORRT``."""
+    parts = [int(p) if p.isdigit() else 0 for p in version.split(".")[:2]]
+    if tuple(parts + [0] * (2 - len(parts))) < MIN_TENSORRT:
+        raise BackendUnavailableError(
+            f"TensorRT {version} is too old: the SDK's plugin nodes need TensorRT >= "
+            f"{'.'.join(map(str, MIN_TENSORRT))} (pip install -U tensorrt)"
+        )
 
 
 def precision_name(*, fp16: bool, int8: bool) -> str:
@@ -110,6 +123,7 @@ def build_engine(
     check_tensorrt_available("cuda")
     import tensorrt as trt
 
+    check_tensorrt_version(trt.__version__)
     profile_shapes = optimization_profile(input_shape, max_batch)
     if int8 and (not calib_images or preprocess is None):
         raise ConfigError("--int8 needs calibration images (--calib-images) and the model's preprocessing")

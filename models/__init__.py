@@ -11,11 +11,10 @@ torchvision builder of the same name unchanged (``ModelSpec.torchvision_name``).
 from sdk.models.registry import FAMILIES, ModelSpec, build_model, get_model_spec, list_models, register_model
 
 # Importing the family modules registers their builders.
-from sdk.models import faster_rcnn, fcos, retinanet, ssdlite  # noqa: E402,F401  isort: skip
-from sdk.models.faster_rcnn import FasterRCNN  # noqa: E402
-from sdk.models.fcos import FCOS  # noqa: E402
-from sdk.models.retinanet import RetinaNet  # noqa: E402
-from sdk.models.ssdlite import SSD  # noqa: E402
+from sdk.models.faster_rcnn import FasterRCNN
+from sdk.models.fcos import FCOS
+from sdk.models.retinanet import RetinaNet
+from sdk.models.ssdlite import SSD
 
 __all__ = [
     "FAMILIES",

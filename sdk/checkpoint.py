@@ -58,9 +58,13 @@ class CheckpointMeta:
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
         if len(self.classes) != self.num_classes:
-            raise CheckpointError(f"checkpoint meta lists {len(self.classes)} classes but num_classes={self.num_classes}")
+            raise CheckpointError(
+                f"checkpoint meta lists {len(self.classes)} classes but num_classes={self.num_classes}"
+            )
         if set(self.postprocess) != set(_POSTPROCESS_KEYS):
-            raise CheckpointError(f"checkpoint postprocess needs exactly {list(_POSTPROCESS_KEYS)}, got {sorted(self.postprocess)}")
+            raise CheckpointError(
+                f"checkpoint postprocess needs exactly {list(_POSTPROCESS_KEYS)}, got {sorted(self.postprocess)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists/dicts/primitives (JSON- and ``weights_only``-safe)."""
@@ -78,9 +82,12 @@ class CheckpointMeta:
     def from_dict(cls, data: Mapping[str, Any]) -> "CheckpointMeta":
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
-        missing = {f.name for f in fields(cls) if f.name not in ("model_overrides", "format_version")} - set(data)
+        required = {f.name for f in fields(cls) if f.name not in ("model_overrides", "format_version")}
+        missing = required - set(data)
         if unknown or missing:
-            raise CheckpointError(f"bad checkpoint meta: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+            raise CheckpointError(
+                f"bad checkpoint meta: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}"
+            )
         values = dict(data)
         values["preprocess"] = Preprocess.from_dict(dict(values["preprocess"]))
         return cls(**values)

@@ -37,7 +37,7 @@ from sdk.models.deploy.common import (
 )
 from sdk.preprocess import Preprocess
 
-_RPN_MIN_SIZE_BOX_HEAD = 1e-2  # torchvision RoIHeads.postprocess_detections' remove_small_boxes
+_BOX_MIN_SIZE = 1e-2  # torchvision RoIHeads.postprocess_detections' remove_small_boxes
 
 
 class FasterRCNNDeploy(nn.Module):
@@ -129,7 +129,7 @@ class FasterRCNNDeploy(nn.Module):
         boxes = box_ops.clip_boxes_to_image(boxes.reshape(-1, num_proposals, num_classes, 4), self.image_size)
         scores = F.softmax(class_logits, -1).reshape(-1, num_proposals, num_classes)
         boxes, scores = boxes[:, :, 1:], scores[:, :, 1:]  # drop the background class
-        keep = _not_small(boxes, _RPN_MIN_SIZE_BOX_HEAD) & valid.unsqueeze(-1)
+        keep = _not_small(boxes, _BOX_MIN_SIZE) & valid.unsqueeze(-1)
         scores = torch.where(keep, scores, torch.zeros_like(scores))
         outputs = DetectionOutputs(
             *torch.ops.sdk.batched_nms(boxes, scores, self.score_thr, self.iou_thr, self.max_det, -1, False)

@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_argument("--warmup", type=int, default=3, help="untimed iterations per batch size (default: %(default)s)")
     timed = common.add_mutually_exclusive_group()
     timed.add_argument("--iters", type=int, default=None, help="timed iterations per batch size (default: 20)")
-    timed.add_argument("--duration", type=float, default=None, metavar="S", help="time each batch size for S seconds instead")
+    timed.add_argument("--duration", type=float, default=None, metavar="S",
+                       help="time each batch size for S seconds instead")
     common.add_argument("--images", default=None, metavar="DIR",
                         help="folder of images to time on (default: 8 synthetic 480x640 JPEGs)")
     common.add_argument("--dataset", default=None, metavar="ANN_JSON",
@@ -68,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_argument("--threads", type=int, default=None,
                         help="CPU threads of the network (torch, ONNX Runtime, AOTInductor); default the library's. "
                         "Use 1 on a busy machine: more threads than free cores makes timings erratic")
-    common.add_argument("--peak", action="store_true", help="also measure dense-matmul GFLOP/s and report the fraction achieved")
+    common.add_argument("--peak", action="store_true",
+                        help="also measure dense-matmul GFLOP/s and report the fraction of it achieved")
     common.add_argument("--no-progress", action="store_true", help="no progress bars")
     single = parser.add_argument_group("model mode")
     single.add_argument("--backend", default=None,
@@ -79,7 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     single.add_argument("--plot", default=None, metavar="OUT.png", help="plot latency per image against batch size")
     suite = parser.add_argument_group("suite mode")
     suite.add_argument("--backends", default=None,
-                       help="comma-separated export backends (default: onnxruntime,aoti,tensorrt; missing ones show as skipped)")
+                       help="comma-separated export backends (default: onnxruntime,aoti,tensorrt; "
+                       "missing ones show as skipped)")
     suite.add_argument("--out", default="runs/benchmark", help="suite output folder (default: %(default)s)")
     server = parser.add_argument_group("server mode (delegates to sdk.serving.loadgen)")
     server.add_argument("--server", default=None, metavar="URL", help="host:port of a KServe v2 / Triton gRPC server")

@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "load strictly into --model.",
     )
     tv.add_argument("state_dict", metavar="STATE_DICT", help="the .pth/.pt file holding the state_dict")
-    tv.add_argument("--model", required=True, help="SDK model name, e.g. fasterrcnn_resnet50_fpn (see `sdk.models.list_models()`)")
+    tv.add_argument(
+        "--model", required=True, help="SDK model name, e.g. fasterrcnn_resnet50_fpn (see sdk.models.list_models())"
+    )
     tv.add_argument(
         "--classes",
         required=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a checkpoint to a model_dir (ONNX Runtime; TensorRT / AOTInductor later)",
+        help="export a checkpoint to a self-contained model_dir (ONNX Runtime, TensorRT or AOTInductor)",
         description="Export an SDK .pt checkpoint (model, classes and preprocessing are read from it) into a "
                     "model_dir: the graph with preprocessing normalization, decoding and NMS inside, plus a hashed "
                     "manifest. Run it with sdk.Detector(DIR), `sdk infer`, `sdk test` or `sdk serve`.",

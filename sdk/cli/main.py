@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import sys
 
@@ -44,8 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in SUBCOMMANDS:
-        if importlib.util.find_spec(f"sdk.cli.{name}") is None:  # TODO(integration): all must exist
-            continue
         module = importlib.import_module(f"sdk.cli.{name}")
         module.register(sub)
     return parser

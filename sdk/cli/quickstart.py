@@ -7,7 +7,11 @@ Steps (each adds keys to ``OUT/summary.json``, rewritten after every step):
 2. ``train``: train ``configs/quickstart_tiny.py`` into ``OUT/train/``;
 3. ``evaluate``: COCO-evaluate ``OUT/train/best.pt`` on the val split through
    ``sdk.Detector`` (``bbox_mAP``, ``bbox_mAP_50``, ...);
-4. ``draw``: draw its detections on a val image (``OUT/val_detections.jpg``).
+4. ``draw``: draw its detections on a val image (``OUT/val_detections.jpg``);
+5. ``export``: export it to ``OUT/model_dir`` (ONNX Runtime, ``model_dir`` in the summary);
+6. ``verify_export``: COCO-evaluate the exported model next to the eager one
+   (``export_bbox_mAP``, ``export_mAP_delta`` = exported - eager ``bbox_mAP``);
+7. ``detect_exported``: run ``sdk.Detector(model_dir)`` on a val image.
 
 Adding a step (export, benchmark, ...) is adding a function ``step(ctx) -> dict`` to
 ``STEPS``; ``ctx.summary`` holds what earlier steps reported.
@@ -123,17 +127,53 @@ def step_evaluate(ctx: QuickstartContext) -> dict[str, Any]:
 
 
 def step_draw(ctx: QuickstartContext) -> dict[str, Any]:
-    """Draw the detections (score >= 0.3) of the best checkpoint on the first val image."""
+    """Draw the detections (score >= 0.5) of the best checkpoint on the first val image."""
     import cv2
 
     from sdk import Detector
 
     ann = json.loads((ctx.data_dir / "annotations" / "val.json").read_text())
     image_path = ctx.data_dir / "images" / ann["images"][0]["file_name"]
-    detections = Detector(ctx.summary["checkpoint"], device=ctx.device, score_thr=0.3)(str(image_path))
+    detections = Detector(ctx.summary["checkpoint"], device=ctx.device, score_thr=0.5)(str(image_path))
     out = ctx.out / "val_detections.jpg"
     cv2.imwrite(str(out), detections.plot(str(image_path)))
     return {"val_detections_image": str(out), "val_detections_count": len(detections)}
+
+
+def step_export(ctx: QuickstartContext) -> dict[str, Any]:
+    """Export the best checkpoint to ``OUT/model_dir`` (ONNX Runtime backend and flavor)."""
+    from sdk.converters.export import ExportOptions, export_checkpoint
+
+    model_dir = export_checkpoint(ctx.summary["checkpoint"], ctx.out / "model_dir", ExportOptions())
+    return {"model_dir": str(model_dir)}
+
+
+def step_verify_export(ctx: QuickstartContext) -> dict[str, Any]:
+    """COCO-evaluate the exported model on the val split next to the eager checkpoint
+    (``sdk verify --dataset``): matched detections, score and mAP differences."""
+    from sdk.engine.verify import format_report, verify_model_dir
+
+    ann, images = ctx.data_dir / "annotations" / "val.json", ctx.data_dir / "images"
+    report = verify_model_dir(ctx.summary["model_dir"], checkpoint=ctx.summary["checkpoint"],
+                              dataset=(str(ann), str(images)), device=ctx.device, progress=ctx.progress)
+    print(format_report(report))
+    return {
+        "export_bbox_mAP": round(float(report.export_mAP), 4),
+        "export_mAP_delta": round(float(report.export_mAP) - float(ctx.summary["bbox_mAP"]), 4),
+        "export_match_ratio": round(report.match_ratio, 4),
+        "export_max_score_diff": float(report.max_score_diff),
+        "export_verified": report.passed,
+    }
+
+
+def step_detect_exported(ctx: QuickstartContext) -> dict[str, Any]:
+    """Run ``sdk.Detector(model_dir)`` (ONNX Runtime, no torch needed) on the first val image."""
+    from sdk import Detector
+
+    ann = json.loads((ctx.data_dir / "annotations" / "val.json").read_text())
+    image_path = ctx.data_dir / "images" / ann["images"][0]["file_name"]
+    detections = Detector(ctx.summary["model_dir"], device=ctx.device, score_thr=0.3)(str(image_path))
+    return {"export_val_detections_count": len(detections)}
 
 
 Step = Callable[[QuickstartContext], dict[str, Any]]
@@ -142,6 +182,9 @@ STEPS: list[tuple[str, Step]] = [
     ("train", step_train),
     ("evaluate", step_evaluate),
     ("draw", step_draw),
+    ("export", step_export),
+    ("verify_export", step_verify_export),
+    ("detect_exported", step_detect_exported),
 ]
 
 
@@ -163,9 +206,10 @@ def run_quickstart(ctx: QuickstartContext, steps: list[tuple[str, Step]] = STEPS
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "quickstart",
-        help="synthesize a dataset, train a tiny detector, evaluate it (CPU, minutes)",
+        help="synthesize a dataset, train a tiny detector, evaluate, export and verify it (CPU, minutes)",
         description="Synthesize the shapes dataset, train configs/quickstart_tiny.py on it, evaluate the best "
-                    "checkpoint and draw its detections. Results: OUT/summary.json.",
+                    "checkpoint, draw its detections, export it to ONNX Runtime and verify the export. "
+                    "Results: OUT/summary.json.",
     )
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="training config (default configs/quickstart_tiny.py)")
@@ -179,5 +223,7 @@ def run(args: argparse.Namespace) -> int:
                             progress=not args.no_progress)
     summary = run_quickstart(ctx)
     print(f"quickstart done in {summary['total_seconds']:.0f} s: bbox_mAP {summary['bbox_mAP']:.3f}, "
-          f"bbox_mAP_50 {summary['bbox_mAP_50']:.3f}; summary in {ctx.out / 'summary.json'}")
+          f"bbox_mAP_50 {summary['bbox_mAP_50']:.3f}; exported model {summary['model_dir']} bbox_mAP "
+          f"{summary['export_bbox_mAP']:.3f} (delta {summary['export_mAP_delta']:+.4f}); "
+          f"summary in {ctx.out / 'summary.json'}")
     return 0

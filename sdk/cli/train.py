@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "config.json, curves.png}. Several processes: torchrun --nproc_per_node N -m sdk.cli.main train CONFIG"
         ),
     )
-    p.add_argument("config", help="config file (e.g. configs/retinanet_tiny_shapes.py)")
+    p.add_argument("config", help="config file (e.g. configs/quickstart_tiny.py); put --resume after it")
     p.add_argument("--work-dir", help="output folder (default: the config's runtime.work_dir, else work_dirs/<config name>)")
     p.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
                    help="continue an interrupted run from CKPT (default WORK_DIR/latest.pt): weights, optimizer, "

@@ -2,7 +2,7 @@
 
 One JSON object per line with a ``"type"``:
 - ``"train"``: ``epoch`` (1-based), ``iter`` (in the epoch), ``step`` (global),
-  ``lr``, ``loss`` and each loss term averaged over the last ``log_interval``
+  ``lr``, ``loss`` and each loss term (``loss_*``) averaged over the last ``log_interval``
   iterations (and over ranks), ``iter_time``/``data_time`` seconds per iteration;
 - ``"val"``: ``epoch`` and the twelve COCO numbers (``bbox_mAP`` ...);
 - ``"info"``: free-form run facts (world size, lr after scaling, resume point).
@@ -68,6 +68,7 @@ def plot_curves(records: Iterable[dict[str, Any]], out_png: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     records = list(records)
     train = [r for r in records if r.get("type") == "train"]
@@ -88,6 +89,7 @@ def plot_curves(records: Iterable[dict[str, Any]], out_png: str | Path) -> Path:
             ax_map.plot(epochs, [r[key] for r in val], marker="o", label=key)
         ax_map.legend(fontsize=8)
     ax_map.set(title="validation (COCO bbox)", xlabel="epoch", ylim=(0, 1))
+    ax_map.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_map.grid(alpha=0.3)
     fig.tight_layout()
     out_png = Path(out_png)

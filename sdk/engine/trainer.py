@@ -32,7 +32,7 @@ from tqdm import tqdm
 from sdk.config import Config
 from sdk.engine import checkpointing as ckpt_io
 from sdk.engine.distributed import DistContext, all_gather_object, barrier, reduce_mean
-from sdk.engine.ema import ModelEMA, unwrap_model
+from sdk.engine.ema import ModelEMA
 from sdk.engine.evaluate import EagerPredictor, run_inference
 from sdk.engine.rng import capture_rng_state, restore_rng_state, seed_everything
 from sdk.engine.run_log import RunLog, plot_curves
@@ -119,6 +119,9 @@ class Trainer:
             self._resume(options.resume)
         else:
             self.run_log.start_fresh()
+            if ctx.is_main and (self.work_dir / "best.pt").exists():
+                log.warning("%s holds a best.pt of an earlier run; this run replaces it when it validates",
+                            self.work_dir)
         self.ddp_model: nn.Module = self.model
         if ctx.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -245,14 +248,15 @@ class Trainer:
                     self.best_map = float(metrics["bbox_mAP"])
                 self._save(latest, done)
                 if improved:
-                    self._save(best, done)
+                    ckpt_io.copy_atomic(latest, best)
                     log.info("epoch %d: new best bbox_mAP %.4f -> %s", done, self.best_map, best)
                 plot_curves(self.run_log.records(), self.work_dir / "curves.png")
             barrier()
         if ctx.is_main and not latest.exists():  # resumed a finished run from elsewhere
             self._save(latest, self.start_epoch)
         return TrainResult(
-            work_dir=self.work_dir, epochs=epochs, latest=latest, best=best if best.exists() else None,
+            work_dir=self.work_dir, epochs=epochs, latest=latest,
+            best=best if self.best_map is not None and best.exists() else None,
             best_map=self.best_map, last_metrics=metrics, seconds=time.perf_counter() - start,
             history=[r for r in self.run_log.records() if r.get("type") == "val"] if ctx.is_main else [],
         )
@@ -311,7 +315,9 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        return {"loss": float(loss.item()), **{k: float(v.item()) for k, v in loss_dict.items()}}
+        # one naming in logs for every family: torchvision's RetinaNet/FCOS terms lack the prefix
+        terms = {k if k.startswith("loss_") else f"loss_{k}": float(v.item()) for k, v in loss_dict.items()}
+        return {"loss": float(loss.item()), **terms}
 
     @torch.no_grad()
     def validate(self, epoch: int) -> dict[str, Any] | None:

@@ -2,8 +2,8 @@
 
 ``verify_model_dir`` runs the eager checkpoint and the exported model on the same
 images and compares them detection by detection: a detection is *matched* when the
-other side has one of the same label with IoU >= ``match_iou`` (greedy, best score
-first). With a COCO dataset it also scores both with the same evaluation code
+other side has one of the same label with IoU >= ``match_iou`` or all coordinates
+within half a pixel (greedy, best score first). With a COCO dataset it also scores both with the same evaluation code
 (``sdk.engine.evaluate``) and compares the bbox mAPs.
 
 The eager reference is built with the model_dir's preprocessing and thresholds (its
@@ -84,12 +84,16 @@ class VerifyReport:
         }
 
 
-def match_detections(a: Detections, b: Detections, *, iou: float = 0.99) -> tuple[int, float]:
-    """Greedy one-to-one matching of ``a`` to ``b`` (same label, IoU >= ``iou``, ``a``
-    best score first). Returns ``(matched count, max |score difference| of the pairs)``."""
+def match_detections(a: Detections, b: Detections, *, iou: float = 0.99, pixels: float = 0.5) -> tuple[int, float]:
+    """Greedy one-to-one matching of ``a`` to ``b`` (same label, and IoU >= ``iou`` or
+    every coordinate within ``pixels`` (so degenerate boxes clipped to an image edge,
+    IoU 0/0, match too), ``a`` best score first). Returns ``(matched count, max |score
+    difference| of the pairs)``."""
     if len(a) == 0 or len(b) == 0:
         return 0, 0.0
     ious = _box_iou(a.boxes, b.boxes)
+    close = np.abs(a.boxes[:, None, :] - b.boxes[None, :, :]).max(axis=2) <= pixels
+    ious[close] = np.maximum(ious[close], 1.0)
     ious[a.labels[:, None] != b.labels[None, :]] = -1.0
     taken = np.zeros(len(b), bool)
     matched, max_diff = 0, 0.0
@@ -250,3 +254,41 @@ def format_report(report: VerifyReport) -> str:
                      f"delta {report.mAP_delta:+.4f}")
     lines.append("PASSED" if report.passed else "FAILED: " + "; ".join(report.failures))
     return "\n".join(lines)
+
+
+def measure_overhead(
+    model_dir: str | os.PathLike, *, batch_sizes: Sequence[int] = (1, 8), repeats: int = 20,
+    images: Sequence[np.ndarray] | None = None, device: str = "cpu",
+) -> list[dict[str, float]]:
+    """Per-image milliseconds of ``sdk.Detector``'s own work next to the runtime's.
+
+    For each batch size: ``preprocess_ms`` (``Detector.prepare``: resize, letterbox,
+    NCHW; the images are decoded arrays already), ``infer_ms`` (``backend.infer``: the
+    ONNX Runtime session) and ``decode_ms`` (``decode_outputs``: boxes to original
+    pixels), medians over ``repeats`` runs after one warm-up, divided by the batch size.
+    """
+    import statistics
+    import time
+
+    from sdk import Detector
+    from sdk.postprocess import decode_outputs
+
+    detector = Detector(model_dir, device=device)
+    pool = list(images) if images is not None else synthetic_images(max(batch_sizes), seed=1)
+    rows = []
+    for size in batch_sizes:
+        chunk = [pool[i % len(pool)] for i in range(size)]
+        times: dict[str, list[float]] = {"preprocess_ms": [], "infer_ms": [], "decode_ms": []}
+        for run in range(repeats + 1):
+            t0 = time.perf_counter()
+            batch, records = detector.prepare(chunk, channel_order="rgb")
+            t1 = time.perf_counter()
+            outputs = detector.backend.infer(batch)
+            t2 = time.perf_counter()
+            decode_outputs(outputs, records, detector.classes)
+            t3 = time.perf_counter()
+            if run:  # the first run warms caches and the session up
+                for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+                    times[key].append(seconds * 1000 / size)
+        rows.append({"batch": size, **{k: round(statistics.median(v), 3) for k, v in times.items()}})
+    return rows

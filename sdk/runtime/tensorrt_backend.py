@@ -1,9 +1,11 @@
 """TensorRT backend: runs ``model.engine`` (``sdk export --backend tensorrt``) on a CUDA GPU.
 
 TensorRT 10 API only (``set_input_shape``, ``set_tensor_address``,
-``execute_async_v3``; no bindings). Torch-free: device memory and the stream come
-from cuda-python. Device buffers are allocated once per batch size and reused; the
-engine has one optimization profile covering batch 1..max_batch.
+``execute_async_v3``; no bindings). Device memory and the stream come from
+cuda-python, not torch; but an engine with ``sdk::`` plugin layers runs their Python
+implementation (``sdk.converters.tensorrt_plugins``: the torch op), so today such
+engines need torch too. Device buffers are allocated once per batch size and reused;
+the engine has one optimization profile covering batch 1..max_batch.
 
 Everything that does not need TensorRT (what is missing on this machine, output
 shapes and byte sizes per batch, the dtype map) is a plain function, tested on CPU.
@@ -154,7 +156,7 @@ class TensorRTBackend:
         for name, pointer in pointers.items():
             self.context.set_tensor_address(name, pointer)
         _check(cudart.cudaMemcpyAsync(pointers[self.input_name], batch.ctypes.data, batch.nbytes, h2d, stream), "copy")
-        if not self.context.execute_async_v3(stream):
+        if not self.context.execute_async_v3(int(stream)):  # TensorRT takes the raw cudaStream_t handle
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
         results = {n: np.empty(shapes[n], self.output_dtypes[n]) for n in self.output_names}
         for name, array in results.items():

@@ -105,6 +105,11 @@ def test_model_dir_benchmark_with_map(suite_dir, tmp_path):
     assert 0 <= result["accuracy"]["bbox_mAP"] <= 1
 
 
+def test_model_dir_runs_only_on_its_own_backend(suite_dir, capsys):
+    assert main(["benchmark", str(suite_dir / "models" / "onnxruntime"), "--backend", "aoti", *FAST]) == 2
+    assert "onnxruntime model_dir; it cannot run on 'aoti'" in capsys.readouterr().err
+
+
 def test_server_mode_delegates_to_the_load_generator(monkeypatch, tmp_path, capsys):
     import sdk.serving.loadgen as loadgen
 

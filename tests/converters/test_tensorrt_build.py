@@ -21,6 +21,7 @@ from sdk.converters import tensorrt_build
 from sdk.converters.tensorrt_build import (
     build_engine,
     calibration_batches,
+    check_tensorrt_version,
     export_checkpoint_tensorrt,
     optimization_profile,
     precision_name,
@@ -81,6 +82,14 @@ def test_optimization_profile_spans_the_batch_range(max_batch, expected_batches)
 def test_optimization_profile_rejects_dynamic_shapes_and_bad_batches(shape, max_batch):
     with pytest.raises(ConfigError):
         optimization_profile(shape, max_batch)
+
+
+def test_tensorrt_version_gate():
+    for ok in ("10.10.0.31", "10.13.2", "11.0"):
+        check_tensorrt_version(ok)
+    for old in ("10.9.0", "8.6.1", "10"):
+        with pytest.raises(BackendUnavailableError, match=">= 10.10"):
+            check_tensorrt_version(old)
 
 
 def test_precision_names():
@@ -184,3 +193,4 @@ def test_engine_matches_eager(tmp_path, tensorrt_onnx, fp16):
             np.testing.assert_array_equal(got["num_dets"], want[0].numpy())
             np.testing.assert_allclose(got["boxes"], want[1].detach().numpy(), atol=1e-3)
     assert tensorrt_build.optimization_profile(PREPROCESS.size, 4).max[0] == backend.max_batch
+

@@ -19,12 +19,13 @@ def test_two_process_ddp_trains_and_evaluates(tiny_data, tmp_path):
     work_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "sdk.cli.main", "train", str(cfg), "--work-dir", str(work_dir), "--no-progress"]
+           "-m", "sdk.cli.main", "train", str(cfg), "--work-dir", str(work_dir), "--no-progress", "--auto-scale-lr"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = [json.loads(line) for line in (work_dir / "log.jsonl").read_text().splitlines()]
     info = [r for r in log if r["type"] == "info"][0]
     assert info["world_size"] == 2 and info["total_batch_size"] == 8
+    assert info["lr"] == pytest.approx(2e-3)  # linear scaling: 1e-3 * 8 / base_batch_size 4
     # 8 images over 2 ranks with batch 4: one iteration per epoch, logged once (rank 0)
     assert [r["step"] for r in log if r["type"] == "train"] == [1, 2]
     val = [r for r in log if r["type"] == "val"]

@@ -40,7 +40,7 @@ def test_training_run_writes_every_output(trained_run):
 
     train = _records(trained_run, "train")
     assert [r["step"] for r in train] == [1, 2, 3, 4]
-    assert all(r["loss"] > 0 and r["lr"] > 0 and "classification" in r for r in train)
+    assert all(r["loss"] > 0 and r["lr"] > 0 and "loss_classification" in r for r in train)
     val = _records(trained_run, "val")
     assert [r["epoch"] for r in val] == [1, 2]
     assert all(0.0 <= r["bbox_mAP"] <= 1.0 for r in val)

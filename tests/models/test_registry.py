@@ -123,6 +123,7 @@ def test_pretrained_overrides_reproduce_torchvision_pretrained_configuration():
     model = sdk.models.build_model(spec.name, num_classes=3, **spec.pretrained_overrides)
     frozen = [m for m in model.backbone.modules() if isinstance(m, FrozenBatchNorm2d)]
     assert frozen and all(m.eps == 0.0 for m in frozen)
-    trainable = {n.split(".")[2] for n, p in model.backbone.body.named_parameters(prefix="backbone.body") if p.requires_grad}
+    body = model.backbone.body.named_parameters()
+    trainable = {name.split(".")[0] for name, param in body if param.requires_grad}
     assert trainable == {"layer2", "layer3", "layer4"}
     assert sdk.models.get_model_spec("ssdlite320_mobilenet_v3_large").pretrained_overrides == {}

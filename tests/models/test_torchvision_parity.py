@@ -82,7 +82,10 @@ def test_training_losses_match_torchvision(pair):
     name, reference, ours = copy.deepcopy(pair)
     images = _images(2, 128, 160, seed=4)
     targets = [
-        {"boxes": torch.tensor([[10.0, 20.0, 90.0, 120.0], [100.0, 30.0, 150.0, 70.0]]), "labels": torch.tensor([1, 3])},
+        {
+            "boxes": torch.tensor([[10.0, 20.0, 90.0, 120.0], [100.0, 30.0, 150.0, 70.0]]),
+            "labels": torch.tensor([1, 3]),
+        },
         {"boxes": torch.tensor([[40.0, 40.0, 80.0, 70.0]]), "labels": torch.tensor([4])},
     ]
     reference.train()

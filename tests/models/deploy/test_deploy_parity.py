@@ -21,11 +21,12 @@ from sdk.models.deploy import (
 )
 from sdk.models.registry import get_model_spec
 
+# The ResNet-50 ones take ~10 s each on a small CPU: -m slow.
 FULL_SIZE_MODELS = (
-    "retinanet_resnet50_fpn",
-    "fcos_resnet50_fpn",
-    "fasterrcnn_resnet50_fpn",
-    "fasterrcnn_mobilenet_v3_large_fpn",
+    pytest.param("retinanet_resnet50_fpn", marks=pytest.mark.slow),
+    pytest.param("fcos_resnet50_fpn", marks=pytest.mark.slow),
+    pytest.param("fasterrcnn_resnet50_fpn", marks=pytest.mark.slow),
+    "fasterrcnn_mobilenet_v3_large_fpn",  # two FPN maps at one stride: RoIAlign reads the first
     "ssdlite320_mobilenet_v3_large",
 )
 DEPLOY_TYPES = {"retinanet": RetinaNetDeploy, "fcos": FCOSDeploy, "faster_rcnn": FasterRCNNDeploy, "ssdlite": SSDDeploy}
