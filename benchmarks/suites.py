@@ -49,8 +49,10 @@ class SuiteSpec:
 
 _R50_NOTE = (
     "Random weights (seed 0; speed does not depend on them, mAP would be 0 so it is not measured). "
-    "keep_ratio 800x1333 exported on a static 800x1344 canvas that holds the 480x640 (landscape) benchmark "
-    "images; one image takes seconds on this CPU, so batch 1 only and few iterations."
+    "keep_ratio 800x1333 exported on a static 800x1088 canvas: the 480x640 (4:3 landscape) benchmark images "
+    "resize to 800x1067 inside it, the same network input torchvision's transform makes of them (resize to "
+    "800x1067, pad to /32), so every row runs the same pixels. One image takes seconds on this CPU, so batch 1 "
+    "only and few iterations."
 )
 
 SUITES: dict[str, SuiteSpec] = {
@@ -60,10 +62,10 @@ SUITES: dict[str, SuiteSpec] = {
         note="The quickstart's trained fcos_tiny when runs/quickstart/train/best.pt exists, else random weights.",
     ),
     "retinanet_r50": SuiteSpec(
-        model_name="retinanet_resnet50_fpn", batch_sizes=(1,), iters=3, warmup=1, input_size=(800, 1344), note=_R50_NOTE
+        model_name="retinanet_resnet50_fpn", batch_sizes=(1,), iters=3, warmup=1, input_size=(800, 1088), note=_R50_NOTE
     ),
     "fasterrcnn_r50": SuiteSpec(
-        model_name="fasterrcnn_resnet50_fpn", batch_sizes=(1,), iters=3, warmup=1, input_size=(800, 1344), note=_R50_NOTE
+        model_name="fasterrcnn_resnet50_fpn", batch_sizes=(1,), iters=3, warmup=1, input_size=(800, 1088), note=_R50_NOTE
     ),
 }
 

@@ -34,7 +34,9 @@ class ExportOptions:
     """How to export.
 
     Attributes:
-        backend: ``"onnxruntime"`` (available), ``"tensorrt"``, ``"aoti"``.
+        backend: ``"onnxruntime"``, ``"tensorrt"``, ``"aoti"`` or ``"auto"`` (TensorRT
+            where it and a GPU exist, else AOTInductor on CUDA, else ONNX Runtime:
+            ``sdk.converters.backend_select.choose_backend``).
         flavor: ONNX lowering of the custom ops: ``"onnxruntime"`` (standard ONNX ops)
             or ``"tensorrt"`` (``sdk::`` plugin nodes; runs in ONNX Runtime through
             ``sdk.trt_plugins.ort_ops``, for tests).
@@ -42,9 +44,15 @@ class ExportOptions:
         input_size: (H, W) of the network input; default the checkpoint's letterbox
             size, or for keep_ratio a square canvas holding any aspect ratio.
         postprocess: overrides of the checkpoint's ``{"score_thr", "iou_thr", "max_det"}``.
-        fp16: half precision (TensorRT only).
+        fp16: half precision (TensorRT, and AOTInductor on CUDA).
         opset: ONNX opset.
         simplify: run onnxsim on the graph (optional, skipped when it cannot).
+        device: where the model will run, ``"cpu"`` or ``"cuda[:N]"``: AOTInductor
+            compiles for it, ``auto`` chooses by it; default CUDA when torch sees a GPU.
+        int8, calib_images: TensorRT INT8 with entropy calibration on the images of
+            this folder (preprocessed exactly as ``Detector`` does).
+        workspace_gb: TensorRT builder workspace limit.
+        timing_cache: TensorRT timing cache file, read when present and written back.
     """
 
     backend: str = "onnxruntime"
@@ -55,16 +63,24 @@ class ExportOptions:
     fp16: bool = False
     opset: int = 18
     simplify: bool = False
+    device: str | None = None
+    int8: bool = False
+    calib_images: str | None = None
+    workspace_gb: float = 4.0
+    timing_cache: str | None = None
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, options: ExportOptions) -> Path:
     """Export an SDK checkpoint into the model_dir ``out_dir``; returns ``Path(out_dir)``."""
     from sdk.checkpoint import build_model_from_checkpoint, load_checkpoint
 
-    if options.backend not in EXPORTERS:
-        raise ConfigError(f"backend must be one of {list(EXPORTERS)}, got {options.backend!r}")
+    options = resolve_backend(options)
     if options.max_batch < 1:
         raise ConfigError(f"--max-batch must be >= 1, got {options.max_batch}")
+    if options.int8 and options.backend != "tensorrt":
+        raise ConfigError(f"--int8 is a TensorRT build option; --backend {options.backend} exports fp32 or fp16")
+    if options.int8 and not options.calib_images:
+        raise ConfigError("--int8 needs --calib-images DIR: a folder of representative images to calibrate on")
     exporter = EXPORTERS[options.backend]
     loaded = load_checkpoint(checkpoint)
     unknown = set(options.postprocess) - set(loaded.meta.postprocess)
@@ -77,6 +93,24 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
     )
     model, _ = build_model_from_checkpoint(replace(loaded, meta=meta))
     return exporter(model, meta, Path(out_dir), options, Path(checkpoint))
+
+
+def resolve_backend(options: ExportOptions) -> ExportOptions:
+    """``options`` with ``backend="auto"`` replaced by the concrete choice for ``options.device``."""
+    from sdk.converters.backend_select import choose_backend
+
+    if options.backend != "auto" and options.backend not in EXPORTERS:
+        raise ConfigError(f"backend must be one of {['auto', *EXPORTERS]}, got {options.backend!r}")
+    if options.backend != "auto":
+        return options
+    device = options.device or ("cuda" if _torch_sees_cuda() else "cpu")
+    return replace(options, backend=choose_backend("auto", device), device=device)
+
+
+def _torch_sees_cuda() -> bool:
+    from sdk.converters.backend_select import cuda_gpu_available
+
+    return cuda_gpu_available()
 
 
 def export_onnxruntime(model: Any, meta: Any, out_dir: Path, options: ExportOptions, checkpoint: Path) -> Path:

@@ -216,20 +216,29 @@ def _place(src: Path, dst: Path, *, move: bool) -> Path:
     if move:
         try:
             os.replace(src, dst)  # same filesystem: atomic, no copy
-            return dst
+            return _default_mode(dst)
         except OSError:
             pass
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        os.replace(_default_mode(Path(tmp)), dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     if move:
         src.unlink()
     return dst
+
+
+def _default_mode(path: Path) -> Path:
+    """Give ``path`` the mode a plain ``open()`` would (0666 less the umask): temp files
+    are created 0600, and a model_dir must stay readable for the user a server runs as."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return path
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -239,7 +248,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(_default_mode(Path(tmp)), path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -263,6 +263,7 @@ def export_checkpoint_tensorrt(model: Any, meta: Any, out_dir: Path, options: An
     import torch
 
     from sdk.converters.onnx_export import export_onnx
+    from sdk.images import expand_image_paths
     from sdk.models.deploy import build_deploy_module
     from sdk.runtime.tensorrt_backend import check_tensorrt_available
 
@@ -277,10 +278,12 @@ def export_checkpoint_tensorrt(model: Any, meta: Any, out_dir: Path, options: An
         )
         engine = build_engine(
             onnx_path, Path(tmp) / "model.engine", fp16=options.fp16, max_batch=options.max_batch,
-            input_shape=static, workspace_gb=float(getattr(options, "workspace_gb", 4.0)),
+            input_shape=static, workspace_gb=options.workspace_gb, int8=options.int8,
+            calib_images=expand_image_paths([options.calib_images]) if options.int8 else None,
+            preprocess=meta.preprocess, timing_cache=options.timing_cache,
         )
         return write_tensorrt_model_dir(
-            engine, out_dir, onnx_path=onnx_path, precision=precision_name(fp16=options.fp16, int8=False),
+            engine, out_dir, onnx_path=onnx_path, precision=precision_name(fp16=options.fp16, int8=options.int8),
             model_name=meta.model_name, classes=meta.classes, preprocess=meta.preprocess,
             postprocess=meta.postprocess, max_batch=options.max_batch, source_checkpoint=checkpoint,
         )

@@ -19,7 +19,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping
 
 from sdk.errors import CheckpointError
 from sdk.preprocess import Preprocess
@@ -121,10 +121,17 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {_MARKER: FORMAT_VERSION, "meta": meta.to_dict(), "state_dict": dict(state_dict), "extra": extra}
+    return write_atomic(path, lambda handle: torch.save(payload, handle))
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Run ``write(file)`` on a temporary file beside ``path``, flush it to disk and
+    rename it over ``path``: at every moment ``path`` is the old or the new file."""
+    path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)

@@ -9,6 +9,11 @@ Image inputs follow ``sdk.images``: file paths and encoded bytes travel as BYTES
 and PIL images travel as UINT8 [N, H, W, 3] RGB when all share one size, else
 PNG-encoded. Boxes come back in original image pixels. Server errors raise
 ``ServerError`` carrying the gRPC status name.
+
+The same client drives a model of a Triton Inference Server repository written by
+``sdk triton-repo``: such a model takes the network input (uint8 [N, 3, H, W]) and
+returns boxes in network-input pixels, so the client preprocesses with the record
+published in the model config and maps the boxes back (the code ``Detector`` runs).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Client:
         self._timeout = timeout_s
         self._model = model
         self._classes: tuple[str, ...] | None = None
+        self._network_input: tuple[Any, int] | None | bool = False  # not asked yet
 
     # -- calls -------------------------------------------------------------------------
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -123,6 +129,10 @@ class Client:
             items = list(images)
         if not items:
             raise InputError("detect() needs at least one image")
+        network = self.network_input()
+        if network is not None:
+            return self._detect_network_input(items, *network, score_thr=score_thr, max_detections=max_detections,
+                                              channel_order=channel_order)
         infer_input = encode_images(items, channel_order=channel_order)
         params = {}
         if score_thr is not None:
@@ -132,6 +142,45 @@ class Client:
         outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES]
         result = self._call("infer", self.model, [infer_input], outputs=outputs, parameters=params or None)
         return unpack_detections({name: result.as_numpy(name) for name in OUTPUT_NAMES}, self.classes)
+
+    def network_input(self) -> tuple[Any, int] | None:
+        """``(Preprocess, max_batch_size)`` when the model takes the preprocessed network
+        input (a ``sdk triton-repo`` model on Triton), ``None`` for ``sdk serve``'s
+        image-in, original-pixels-out signature. Read once from the model config."""
+        if self._network_input is False:
+            from sdk.preprocess import Preprocess
+
+            config = self._call("get_model_config", self.model, as_json=True)["config"]
+            inputs = config.get("input", [])
+            dims = [int(d) for d in inputs[0].get("dims", [])] if len(inputs) == 1 else []
+            preprocess = config.get("parameters", {}).get("preprocess", {}).get("string_value")
+            if len(dims) == 3 and dims[0] == 3 and preprocess:
+                batch = int(config.get("max_batch_size", 0)) or 1
+                self._network_input = (Preprocess.from_dict(json.loads(preprocess)), batch)
+            else:
+                self._network_input = None
+        return self._network_input
+
+    def _detect_network_input(
+        self, items: list[Any], preprocess: Any, max_batch: int, *, score_thr: float | None,
+        max_detections: int | None, channel_order: str,
+    ) -> list[Detections]:
+        from sdk.postprocess import decode_outputs
+        from sdk.preprocess import iter_chunks, preprocess_batch
+
+        out: list[Detections] = []
+        requested = [grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES]
+        for chunk in iter_chunks(items, max_batch):
+            batch, records = preprocess_batch(chunk, preprocess, load=lambda x: load_image(x, channel_order=channel_order))
+            tensor = grpcclient.InferInput(INPUT_NAME, list(batch.shape), "UINT8" if batch.dtype == np.uint8 else "FP32")
+            tensor.set_data_from_numpy(batch)
+            result = self._call("infer", self.model, [tensor], outputs=requested)
+            outputs = {name: result.as_numpy(name) for name in OUTPUT_NAMES}
+            out += decode_outputs(outputs, records, self.classes, score_thr=score_thr or 0.0)
+        if max_detections is not None:
+            out = [Detections(d.boxes[:max_detections], d.scores[:max_detections], d.labels[:max_detections],
+                              d.class_names) for d in out]
+        return out
 
     def close(self) -> None:
         self._client.close()

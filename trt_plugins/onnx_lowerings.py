@@ -14,8 +14,8 @@ Flavors:
   stock ONNX Runtime. NMS: ``NonMaxSuppression`` (per class on shared boxes, or one
   class on class-offset boxes), a kept-mask scatter and ``TopK(max_det)`` per batch
   row. RoIAlign: the FPN level rule in ``Sqrt/Log/Floor/Clip``, one ``RoiAlign``
-  (opset >= 16, ``coordinate_transformation_mode``) per level over all RoIs, merged
-  with ``Where``.
+  (opset >= 16, ``coordinate_transformation_mode``) per level over that level's RoIs
+  (``NonZero``/``Gather``), scattered back into place (``ScatterND``).
 * ``"tensorrt"``: one node per op in domain ``sdk`` (``sdk::BatchedNMS``,
   ``sdk::MultiLevelRoIAlign``, version 1) that TensorRT maps to the SDK plugins and
   ``sdk.trt_plugins.ort_ops`` runs in ONNX Runtime. Node attributes are listed in
@@ -271,16 +271,22 @@ def _onnxruntime_lowerings(opset: int) -> tuple[Callable, Callable]:
         log2 = op.Div(op.Log(op.Div(size, const(float(canonical_scale), np.float32))), const(math.log(2.0), np.float32))
         level = op.Floor(op.Add(op.Add(log2, const(float(canonical_level), np.float32)), const(1e-6, np.float32)))
         level = op.Clip(level, const(float(k_min), np.float32), const(float(k_max), np.float32))
-        level = op.Reshape(op.Sub(level, const(float(k_min), np.float32)), const([-1, 1, 1, 1], np.int64))
+        level = op.Reshape(op.Sub(level, const(float(k_min), np.float32)), const([-1], np.int64))  # [B*R]
         mode = "half_pixel" if aligned else "output_half_pixel"
-        # RoiAlign fails on inverted boxes; theirs is a NaN level, so their rows stay zero anyway
+        # RoiAlign fails on inverted boxes; theirs is a NaN level, so they match no level and stay zero
         safe_rois = op.Concat(x1, y1, op.Max(x1, x2), op.Max(y1, y2), axis=1)
-        pooled = const(0.0, np.float32)  # RoIs of no level (NaN size: x2 < x1) pool zeros
+        pooled_shape = op.Concat(op.Shape(flat_rois, start=0, end=1), op.Shape(features[0], start=1, end=2),
+                                 i64([int(output_size[0]), int(output_size[1])]), axis=0)
+        pooled = op.ConstantOfShape(pooled_shape, value=ir.tensor(np.array([0.0], np.float32)))  # [B*R, C, oh, ow]
         for index, feature in enumerate(features):
+            # each level pools only its own RoIs (NonZero -> Gather -> RoiAlign -> ScatterND):
+            # pooling every RoI on every level and selecting would cost one RoiAlign per level
+            rows = op.Transpose(op.NonZero(op.Equal(level, const(float(index), np.float32))), perm=[1, 0])  # [M, 1]
+            picked = op.Reshape(rows, i64([-1]))
             per_level = op.RoiAlign(
                 op.Cast(feature, to=float_t),
-                safe_rois,
-                batch_idx,
+                op.Gather(safe_rois, picked, axis=0),
+                op.Gather(batch_idx, picked, axis=0),
                 coordinate_transformation_mode=mode,
                 mode="avg",
                 output_height=int(output_size[0]),
@@ -288,7 +294,7 @@ def _onnxruntime_lowerings(opset: int) -> tuple[Callable, Callable]:
                 sampling_ratio=max(int(sampling_ratio), 0),
                 spatial_scale=float(spatial_scales[index]),
             )
-            pooled = op.Where(op.Equal(level, const(float(index), np.float32)), per_level, pooled)
+            pooled = op.ScatterND(pooled, rows, per_level)
         out_shape = op.Concat(op.Shape(rois, start=0, end=2), op.Shape(pooled, start=1), axis=0)
         return op.Cast(op.Reshape(pooled, out_shape), to=_onnx_dtype(out_type))
 

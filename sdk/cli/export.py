@@ -16,8 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", help="SDK .pt checkpoint (sdk train / sdk convert)")
     p.add_argument("--out", required=True, metavar="DIR", help="model_dir to write")
-    p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "tensorrt", "aoti"),
-                   help="runtime the model_dir is for (default onnxruntime)")
+    p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "tensorrt", "aoti", "auto"),
+                   help="runtime the model_dir is for (default onnxruntime); auto: TensorRT where it and a GPU "
+                        "exist, else AOTInductor on CUDA, else ONNX Runtime")
+    p.add_argument("--device", default=None,
+                   help="cpu or cuda[:N]: what AOTInductor compiles for and what auto chooses by "
+                        "(default: cuda when a GPU is visible, else cpu)")
     p.add_argument("--flavor", default="onnxruntime", choices=("onnxruntime", "tensorrt"),
                    help="ONNX lowering of NMS / RoIAlign: standard ONNX ops (onnxruntime, default) or "
                         "sdk:: TensorRT plugin nodes (tensorrt)")
@@ -30,7 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-det", type=int, help="detections per image K (default: the checkpoint's)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     p.add_argument("--simplify", action="store_true", help="run onnxsim on the graph when it can")
-    p.add_argument("--fp16", action="store_true", help="half precision (TensorRT backend only)")
+    p.add_argument("--fp16", action="store_true",
+                   help="half precision: TensorRT, or AOTInductor on CUDA (NMS and RoIAlign stay float32)")
+    trt = p.add_argument_group("TensorRT build")
+    trt.add_argument("--int8", action="store_true", help="allow INT8 (entropy calibration on --calib-images)")
+    trt.add_argument("--calib-images", metavar="DIR", help="folder of representative images for --int8")
+    trt.add_argument("--workspace", type=float, default=4.0, metavar="GB",
+                     help="builder workspace memory limit (default %(default)s GB)")
+    trt.add_argument("--timing-cache", metavar="FILE",
+                     help="TensorRT timing cache: read when the file exists, written after the build")
     p.add_argument("--verify", action="store_true",
                    help="compare the exported model with the checkpoint on a few synthetic images")
     p.set_defaults(func=run)
@@ -50,15 +62,19 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 def run(args: argparse.Namespace) -> int:
     from sdk.converters.export import ExportOptions, export_checkpoint
+    from sdk.manifest import load_model_dir
 
     postprocess = {k: v for k, v in (("score_thr", args.score_thr), ("iou_thr", args.iou_thr),
                                      ("max_det", args.max_det)) if v is not None}
     options = ExportOptions(
         backend=args.backend, flavor=args.flavor, max_batch=args.max_batch, input_size=parse_size(args.input_size),
-        postprocess=postprocess, fp16=args.fp16, opset=args.opset, simplify=args.simplify,
+        postprocess=postprocess, fp16=args.fp16, opset=args.opset, simplify=args.simplify, device=args.device,
+        int8=args.int8, calib_images=args.calib_images, workspace_gb=args.workspace, timing_cache=args.timing_cache,
     )
     out = export_checkpoint(args.checkpoint, args.out, options)
-    print(f"exported {args.checkpoint} -> {out} ({args.backend}, {args.flavor} flavor, max batch {args.max_batch})")
+    manifest = load_model_dir(out, verify_files=False).manifest
+    print(f"exported {args.checkpoint} -> {out} ({manifest.backend}, {manifest.precision}, "
+          f"max batch {args.max_batch})")
     if args.verify:
         from sdk.engine.verify import format_report, synthetic_images, verify_model_dir
 

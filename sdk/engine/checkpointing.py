@@ -13,9 +13,7 @@ on) and whose ``extra`` holds everything needed to resume:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -70,17 +68,10 @@ def save_training_checkpoint(path: Path, *, meta: Any, weights: Mapping[str, tor
 
 def copy_atomic(src: Path, dst: Path) -> Path:
     """Copy a checkpoint file so that ``dst`` is at every moment either the old or the new file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dst
+    from sdk.checkpoint import write_atomic
+
+    with open(src, "rb") as inp:
+        return write_atomic(dst, lambda out: shutil.copyfileobj(inp, out))
 
 
 def load_for_resume(path: str | Path, *, model_name: str, classes: Sequence[str]):

@@ -12,7 +12,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sdk.benchmarks.suites import random_checkpoint  # noqa: E402
 from sdk.benchmarks.timing import STAGES  # noqa: E402
 from sdk.cli.main import main  # noqa: E402
 
@@ -21,11 +20,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield random_checkpoint("retinanet_tiny", tmp_path_factory.mktemp("ckpt") / "tiny.pt", seed=0)
-    torch.set_num_threads(previous)
+def tiny_checkpoint(make_random_checkpoint):
+    return make_random_checkpoint("retinanet_tiny")
 
 
 @pytest.fixture(scope="module")

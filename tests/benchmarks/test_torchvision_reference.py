@@ -9,16 +9,12 @@ torchvision = pytest.importorskip("torchvision")
 
 from sdk.benchmarks.images import synthetic_images  # noqa: E402
 from sdk.benchmarks.single import benchmark_target  # noqa: E402
-from sdk.benchmarks.suites import random_checkpoint  # noqa: E402
 from sdk.benchmarks.torchvision_reference import TorchvisionPipeline, torchvision_builder_kwargs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def ssdlite_checkpoint(tmp_path_factory):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield random_checkpoint("ssdlite320_mobilenet_v3_large", tmp_path_factory.mktemp("ckpt") / "ssd.pt", seed=0)
-    torch.set_num_threads(previous)
+def ssdlite_checkpoint(make_random_checkpoint):
+    return make_random_checkpoint("ssdlite320_mobilenet_v3_large")
 
 
 def test_torchvision_row_holds_the_checkpoint_weights_and_counts_published_flops(ssdlite_checkpoint):

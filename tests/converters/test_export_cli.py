@@ -104,6 +104,8 @@ def test_tensorrt_backend_without_tensorrt_fails_with_one_line(checkpoint, tmp_p
         (["--fp16"], "--fp16 is not available for --backend onnxruntime"),
         (["--input-size", "320"], "--input-size must look like HxW"),
         (["--max-batch", "0"], "--max-batch must be >= 1"),
+        (["--int8", "--calib-images", "."], "--int8 is a TensorRT build option"),
+        (["--backend", "tensorrt", "--int8"], "--int8 needs --calib-images DIR"),
     ],
 )
 def test_bad_export_options(checkpoint, tmp_path, capsys, args, message):
@@ -114,3 +116,17 @@ def test_bad_export_options(checkpoint, tmp_path, capsys, args, message):
 def test_export_of_a_missing_checkpoint(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "out")]) == 2
     assert "nope.pt" in capsys.readouterr().err
+
+
+def test_auto_backend_on_cpu_chooses_onnxruntime(monkeypatch):
+    from sdk.converters import backend_select
+    from sdk.converters.export import ExportOptions, resolve_backend
+
+    monkeypatch.setattr(backend_select, "cuda_gpu_available", lambda: False)
+    resolved = resolve_backend(ExportOptions(backend="auto"))
+    assert (resolved.backend, resolved.device) == ("onnxruntime", "cpu")
+    assert resolve_backend(ExportOptions(backend="aoti", device="cpu")).backend == "aoti"
+    monkeypatch.setattr(backend_select, "cuda_gpu_available", lambda: True)
+    monkeypatch.setattr(backend_select, "tensorrt_installed", lambda: False)
+    assert resolve_backend(ExportOptions(backend="auto")).backend == "aoti"
+    assert resolve_backend(ExportOptions(backend="auto", device="cpu")).backend == "onnxruntime"

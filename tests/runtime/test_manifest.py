@@ -84,6 +84,23 @@ def test_float_input_and_dynamic_shape(tmp_path):
     assert m.input.dtype == "float32" and m.input.shape == (-1, 3, -1, -1)
 
 
+@pytest.mark.parametrize("move", [False, True])
+def test_files_get_the_default_mode_not_the_temp_files_0600(tmp_path, move):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        src = tmp_path / "src" / "graph.onnx"
+        src.parent.mkdir()
+        src.write_bytes(b"graph")
+        os.chmod(src, 0o600)  # what tempfile-based writers (ONNX, TensorRT) leave behind
+        model_dir = _write(tmp_path, model_file=src, move=move)
+    finally:
+        os.umask(old)
+    for name in ("model.onnx", MANIFEST_NAME):
+        assert (model_dir / name).stat().st_mode & 0o777 == 0o644, name
+
+
 def test_move_and_rewrite_in_place(tmp_path):
     model_dir = _write(tmp_path, move=True)
     assert not (tmp_path / "src" / "graph.onnx").exists()

@@ -177,7 +177,8 @@ def test_full_batch_does_not_wait_for_the_delay(model_dir, scenes):
 
 
 def test_instances_infer_in_parallel(model_dir, scenes):
-    with Gated(model_dir, max_batch_size=8, instances=2) as server:
+    # batches of one: two requests queued together could otherwise form one batch for one instance
+    with Gated(model_dir, max_batch_size=1, instances=2) as server:
         assert len(server.backends) == 2
         first = server.send([scenes[0]])
         second = server.send([scenes[1]])

@@ -110,6 +110,9 @@ def test_soak(model_dir):
             stats = client.get_inference_statistics(MODEL_NAME).model_stats[0]
             check = client.infer(MODEL_NAME, [bytes_input([blobs[0]])])
             np.testing.assert_allclose(check.as_numpy("boxes")[0, 0], expected[0].boxes[0], atol=1e-4)
+    print(f"\nsoak: {duration:.0f} s, {CLIENTS} clients: {counts['good']} good requests "
+          f"({counts['good'] / duration:.1f}/s), {counts['bad']} malformed, {len(failures)} failures; "
+          f"server successes {stats.inference_stats.success.count}, live and ready after")
     assert not failures, "\n".join(failures[:20])
     assert counts["good"] > CLIENTS and counts["bad"] > 0
     assert stats.inference_stats.success.count == counts["good"]  # nothing lost or double counted

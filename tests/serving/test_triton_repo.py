@@ -65,3 +65,25 @@ def test_repository_model_plus_client_side_preprocessing_equals_detector(model_d
 def test_refuses_a_batch_above_the_model_dir(model_dir, tmp_path):
     with pytest.raises(ConfigError, match="max_batch_size must be in 1..8"):
         write_triton_repository(model_dir, tmp_path, max_batch_size=64)
+
+
+def test_the_same_client_talks_to_triton_serving_the_repository(model_dir, tmp_path):
+    from serving_support import png_bytes
+    from triton_standin import triton_standin
+
+    from sdk.serving import Client
+
+    root = write_triton_repository(model_dir, tmp_path / "repo", max_batch_size=2)
+    scenes = make_scenes()
+    expected = Detector(model_dir)(scenes, channel_order="rgb")
+    with triton_standin(root) as url, Client(url) as client:
+        assert client.model == "bright" and client.network_input() is not None
+        assert client.classes == tuple(CLASSES)
+        # three images over a max batch of 2; encoded bytes and RGB arrays alike
+        for got in (client.detect([png_bytes(s) for s in scenes]), client.detect(scenes, channel_order="rgb")):
+            assert len(got) == len(expected)
+            for ours, ref in zip(got, expected):
+                np.testing.assert_allclose(ours.boxes, ref.boxes, atol=1e-4)
+                np.testing.assert_array_equal(ours.labels, ref.labels)
+                np.testing.assert_allclose(ours.scores, ref.scores, atol=1e-6)
+        assert [len(d) for d in client.detect(scenes, channel_order="rgb", max_detections=0)] == [0, 0, 0]

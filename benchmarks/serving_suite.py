@@ -1,0 +1,173 @@
+"""Serving benchmark: `sdk serve` with dynamic batching against `--max-batch-size 1`.
+
+    python -m sdk.benchmarks.serving_suite runs/quickstart/model_dir --out benchmarks/results
+
+For each server setting (``SETTINGS``) it starts ``sdk serve MODEL_DIR`` as its own
+process on a free loopback port, waits until the server is ready, drives it with the
+closed-loop load generator (``sdk.serving.loadgen.run_load``, what
+``sdk benchmark --server`` runs) at each concurrency level, then stops it with
+SIGTERM. It writes ``<stem>.json`` and ``<stem>.md``: images/s and client latency
+percentiles per setting and concurrency, and the throughput ratio of each setting
+over the first one at the highest concurrency.
+
+Client and server share the machine: on a 2-core CPU the load generator takes CPU
+from the server, which understates both settings alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+# name -> extra `sdk serve` flags; the first setting is the baseline of the ratios.
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "max_batch_size=1": ("--max-batch-size", "1"),
+    "dynamic (max_batch_size=8, max_queue_delay_us=2000)": (
+        "--max-batch-size", "8", "--max-queue-delay-us", "2000",
+    ),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_command(model_dir: Path, port: int, flags: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "sdk.cli.main", "serve", str(model_dir), "--port", str(port), *flags]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    """Poll ServerReady until true; raise with the server's output if it exits or times out."""
+    import tritonclient.grpc as grpcclient
+
+    deadline = time.monotonic() + timeout_s
+    with grpcclient.InferenceServerClient(url) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"sdk serve exited with {proc.returncode}:\n{proc.stdout.read()}")
+            try:
+                if client.is_server_ready():
+                    return
+            except Exception:  # noqa: BLE001  (not listening yet)
+                pass
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"sdk serve did not become ready within {timeout_s:.0f} s")
+
+
+def run_setting(
+    model_dir: Path, flags: Sequence[str], *, concurrency: Sequence[int], duration_s: float, warmup_s: float,
+    images: Sequence[bytes],
+) -> list[dict[str, Any]]:
+    """Start one server, measure every concurrency level, stop it (SIGTERM, then wait)."""
+    from sdk.serving.loadgen import run_load
+
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(serve_command(model_dir, port, flags), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        url = f"127.0.0.1:{port}"
+        wait_ready(url, proc)
+        return run_load(url, model_dir.name, concurrency_levels=concurrency, duration_s=duration_s,
+                        warmup_s=warmup_s, images=images)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_serving_suite(
+    model_dir: str | os.PathLike, *, concurrency: Sequence[int] = (1, 4, 16), duration_s: float = 20.0,
+    warmup_s: float = 2.0, images: Sequence[bytes] | None = None,
+    settings: dict[str, tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
+    """Measure every setting; returns ``{"schema", "model_dir", "settings": {name: {flags, rows}}, "speedup",
+    "environment", ...}`` where rows are ``run_load`` dicts and ``speedup`` is images/s of each setting
+    over the first at the highest concurrency. ``settings`` default: ``SETTINGS``."""
+    from sdk.benchmarks.environment import environment
+    from sdk.benchmarks.images import synthetic_images
+
+    model_dir = Path(model_dir)
+    encoded = list(images) if images is not None else synthetic_images(8)
+    out: dict[str, Any] = {
+        "schema": "sdk.benchmark.serving/1", "model_dir": str(model_dir), "concurrency": list(concurrency),
+        "duration_s": duration_s, "warmup_s": warmup_s, "images": len(encoded), "settings": {},
+    }
+    for name, flags in (settings or SETTINGS).items():
+        rows = run_setting(model_dir, flags, concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s,
+                           images=encoded)
+        out["settings"][name] = {"flags": list(flags), "rows": rows}
+    top = max(concurrency)
+    throughput = {n: _row(s["rows"], top)["inferences_per_s"] for n, s in out["settings"].items()}
+    base = next(iter(throughput.values()))
+    out["speedup"] = {n: (v / base if base else None) for n, v in throughput.items()}
+    out["environment"] = environment()
+    return out
+
+
+def _row(rows: Sequence[dict[str, Any]], concurrency: int) -> dict[str, Any]:
+    return next(r for r in rows if r["concurrency"] == concurrency)
+
+
+def serving_markdown(result: dict[str, Any], command: str) -> str:
+    from sdk.benchmarks.report import environment_lines, markdown_table
+
+    head = ["server setting", "concurrency", "images/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms",
+            "server queue ms", "server compute ms/img", "errors"]
+    rows = []
+    for name, setting in result["settings"].items():
+        for r in setting["rows"]:
+            rows.append([name, str(r["concurrency"]), f"{r['inferences_per_s']:.1f}",
+                         *(f"{r[f'latency_ms_{p}']:.1f}" for p in ("p50", "p90", "p95", "p99")),
+                         f"{r['server_queue_ms']:.1f}", f"{r['server_compute_ms']:.1f}", str(r["errors"])])
+    top = max(result["concurrency"])
+    ratios = ", ".join(f"{n}: {v:.2f}x" for n, v in result["speedup"].items() if v is not None)
+    return "\n".join([
+        f"# Serving: {result['model_dir']}", "", "Command:", "", "```", command, "```", "",
+        f"Closed loop (`sdk.serving.loadgen`): each of C clients sends one image per request and waits for "
+        f"the answer; {result['warmup_s']:.0f} s warm-up, then {result['duration_s']:.0f} s measured per level; "
+        f"{result['images']} synthetic 480x640 JPEGs (sent encoded, decoded on the server). Client and "
+        "server share the machine.", "",
+        markdown_table(head, rows), "",
+        f"Throughput at concurrency {top} relative to the first setting: {ratios}.", "",
+        "## Environment", "", environment_lines(result["environment"]), "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sdk.benchmarks.report import write_json, write_text
+
+    parser = argparse.ArgumentParser(prog="python -m sdk.benchmarks.serving_suite", description=__doc__.split("\n")[0])
+    parser.add_argument("model_dir", type=Path, help="a model_dir written by `sdk export`")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="output folder")
+    parser.add_argument("--stem", default="serving_quickstart", help="output file name stem")
+    parser.add_argument("--concurrency", default="1,4,16", help="comma-separated levels (default 1,4,16)")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per level (default 20)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per level (default 2)")
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    result = run_serving_suite(args.model_dir, concurrency=levels, duration_s=args.duration, warmup_s=args.warmup)
+    command = shlex.join(["python", "-m", "sdk.benchmarks.serving_suite", *(argv if argv is not None else sys.argv[1:])])
+    result["command"] = command
+    write_json(result, args.out / f"{args.stem}.json")
+    md = serving_markdown(result, command)
+    write_text(md, args.out / f"{args.stem}.md")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
