@@ -10,7 +10,7 @@ from sdk.benchmarks.suites import random_checkpoint
 @pytest.fixture(scope="module")
 def make_random_checkpoint(tmp_path_factory):
     """``make(model_name) -> Path``: a seed-0 random-weight checkpoint, built with one
-    torch thread (the suite's setting; more threads than free cores make CI erratic)."""
+    torch thread (more threads than free cores make a loaded CI machine erratic)."""
     torch = pytest.importorskip("torch")
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
