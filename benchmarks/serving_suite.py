@@ -37,6 +37,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a server started right after)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -47,7 +48,8 @@ def serve_command(model_dir: Path, port: int, flags: Sequence[str]) -> list[str]
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    """Poll ServerReady until true; raise with the server's output if it exits or times out."""
+    """Poll ServerReady until true; raise with the server's output (``proc`` was started
+    with ``stdout=PIPE``) if it exits first or is not ready within ``timeout_s`` (then killed)."""
     import tritonclient.grpc as grpcclient
 
     deadline = time.monotonic() + timeout_s
@@ -56,13 +58,13 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> No
             if proc.poll() is not None:
                 raise RuntimeError(f"sdk serve exited with {proc.returncode}:\n{proc.stdout.read()}")
             try:
-                if client.is_server_ready():
+                if client.is_server_ready(client_timeout=1):
                     return
             except Exception:  # noqa: BLE001  (not listening yet)
                 pass
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError(f"sdk serve did not become ready within {timeout_s:.0f} s")
+    raise RuntimeError(f"sdk serve was not ready within {timeout_s:.0f} s:\n{proc.stdout.read()}")
 
 
 def run_setting(

@@ -97,20 +97,14 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
 
 def resolve_backend(options: ExportOptions) -> ExportOptions:
     """``options`` with ``backend="auto"`` replaced by the concrete choice for ``options.device``."""
-    from sdk.converters.backend_select import choose_backend
+    from sdk.converters import backend_select
 
-    if options.backend != "auto" and options.backend not in EXPORTERS:
+    if options.backend not in ("auto", *EXPORTERS):
         raise ConfigError(f"backend must be one of {['auto', *EXPORTERS]}, got {options.backend!r}")
     if options.backend != "auto":
         return options
-    device = options.device or ("cuda" if _torch_sees_cuda() else "cpu")
-    return replace(options, backend=choose_backend("auto", device), device=device)
-
-
-def _torch_sees_cuda() -> bool:
-    from sdk.converters.backend_select import cuda_gpu_available
-
-    return cuda_gpu_available()
+    device = options.device or ("cuda" if backend_select.cuda_gpu_available() else "cpu")
+    return replace(options, backend=backend_select.choose_backend("auto", device), device=device)
 
 
 def export_onnxruntime(model: Any, meta: Any, out_dir: Path, options: ExportOptions, checkpoint: Path) -> Path:

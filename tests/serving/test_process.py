@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,13 +17,8 @@ import tritonclient.grpc as grpcclient
 from serving_support import MODEL_NAME, png_bytes
 from tritonclient.utils import InferenceServerException
 
+from sdk.benchmarks.serving_suite import free_port, wait_ready
 from sdk.serving import Client
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(args: list[str]) -> subprocess.Popen:
@@ -32,22 +26,6 @@ def start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    with grpcclient.InferenceServerClient(url) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited early ({proc.returncode}):\n{proc.stdout.read()}")
-            try:
-                if client.is_server_ready(client_timeout=1):
-                    return
-            except Exception:
-                pass
-            time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"server not ready after {timeout} s:\n{proc.stdout.read()}")
 
 
 def bytes_input(image: np.ndarray) -> grpcclient.InferInput:
