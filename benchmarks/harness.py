@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from sdk.benchmarks.environment import PeakMemory, environment
+from sdk.benchmarks.environment import LoadMonitor, PeakMemory, environment
 from sdk.benchmarks.timing import Pipeline, time_pipeline
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def benchmark_pipeline(
     memory per batch size and, with ``dataset`` (a COCO annotation file), its bbox mAP.
     ``threads`` is only recorded (the pipeline was built with it)."""
     batches = []
+    load = LoadMonitor()
     for batch_size in batch_sizes:
         if batch_size > pipeline.max_batch:
             reason = f"batch {batch_size} > the model's maximum batch {pipeline.max_batch} (re-export with --max-batch)"
@@ -60,6 +61,7 @@ def benchmark_pipeline(
                 progress=progress,
             )
         batches.append({**timings.summary(), **memory.to_dict()})
+        load.sample()
     accuracy = None
     if dataset is not None:
         eval_batch = min(max(batch_sizes), pipeline.max_batch)
@@ -79,7 +81,7 @@ def benchmark_pipeline(
         },
         "batches": batches,
         "accuracy": accuracy,
-        "environment": environment(),
+        "environment": environment(load=load.finish()),
     }
 
 
@@ -172,21 +174,26 @@ def _checkpoint_model_name(path: str | Path) -> str:
 
 
 def achieved_throughput(result: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any] | None:
-    """Model GFLOPs x best images/s, and its fraction of the matching dense-matmul peak
-    (``sdk.benchmarks.peak_flops``); ``None`` without a FLOP count or a timed batch."""
-    from sdk.benchmarks.peak_flops import reference_gflops
+    """Model GFLOPs x best images/s, and its fraction of the reference of the result's own
+    precision (``sdk.benchmarks.peak_flops.reference_gflops``: fp32 vs the fp32 kernels,
+    bf16/fp16 vs the bf16 ones, int8 vs the int8 ones); ``None`` without a FLOP count or a
+    timed batch. ``fraction_of_peak`` is ``None`` when that precision was not measured."""
+    from sdk.benchmarks.peak_flops import CLASS_LABEL, REFERENCE_CLASS, reference_gflops
 
     gflops = result["model"].get("gflops")
     timed = [b for b in result["batches"] if "skipped" not in b]
     if not gflops or not timed:
         return None
     best = max(timed, key=lambda b: b["images_per_s"])
-    key, peak_gflops = reference_gflops(peak, device=result["device"], precision=result["model"].get("precision", "fp32"))
+    precision = result["model"].get("precision") or "fp32"
+    ref = reference_gflops(peak, device=result["device"], precision=precision)
     achieved = gflops * best["images_per_s"]
     return {
         "batch_size": best["batch_size"],
         "gflops_per_s": achieved,
-        "reference": key,
-        "reference_gflops_per_s": peak_gflops,
-        "fraction_of_peak": achieved / peak_gflops,
+        "precision": precision,
+        "reference_class": CLASS_LABEL.get(REFERENCE_CLASS.get(precision, ""), precision),
+        "reference": ref[0] if ref else None,
+        "reference_gflops_per_s": ref[1] if ref else None,
+        "fraction_of_peak": achieved / ref[1] if ref else None,
     }

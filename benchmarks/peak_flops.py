@@ -1,64 +1,130 @@
-"""The machine's achievable dense throughput: the physical reference for model speed.
+"""The machine's achievable dense throughput per precision: the physical reference for model speed.
 
-A large square matmul is the best case for any processor (every operand reused ``n``
-times), so its GFLOP/s bounds what a detector can reach on the same device. Each
-backend's achieved GFLOP/s (model GFLOPs x images/s) is reported as a fraction of it.
-Counted as ``2 n^3`` FLOPs per matmul (one multiply + one add), the convention of
-``torch.utils.flop_counter`` which counts the models.
+A large dense MatMul or 3x3 Conv is the best case for a processor (every operand
+reused many times), so the fastest kernel at a precision bounds what a detector can
+reach at that precision on the same device. ``peak_throughput`` times every kernel of
+``sdk.benchmarks.peak_kernels`` whose runtime is installed (ONNX Runtime, OpenVINO,
+numpy, torch) and keeps, per reference class, the fastest one:
+
+| class | row precisions | kernels |
+|---|---|---|
+| ``fp32`` | fp32 | fp32 MatMul/Conv of every runtime |
+| ``bf16`` | bf16, fp16 | bf16 and fp16 kernels (AMX/AVX-512 BF16 on CPU; tensor cores on GPU) |
+| ``int8`` | int8 | MatMulInteger and QDQ MatMul/Conv (VNNI/AMX) |
+
+Each backend row's achieved GFLOP/s (model GFLOPs x images/s) is reported as a
+fraction of its own class's reference (``reference_gflops``). A kernel that fails or
+whose runtime overrides the precision asked for is recorded as such, never counted
+under the wrong class. About 5-10 s on a 2-core CPU.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any, Callable
 
-import numpy as np
+log = logging.getLogger(__name__)
+
+PEAK_SCHEMA = "sdk.benchmark.peak/2"
+REFERENCE_CLASS = {"fp32": "fp32", "bf16": "bf16", "fp16": "bf16", "int8": "int8"}
+CLASS_LABEL = {"fp32": "fp32", "bf16": "bf16/fp16", "int8": "int8"}
 
 
-def matmul_gflops(run: Callable[[], Any], n: int, *, repeats: int = 10, sync: Callable[[], None] = lambda: None) -> float:
-    """Best GFLOP/s of ``repeats`` timed calls of ``run`` (an n x n @ n x n matmul), after one warm-up."""
-    run()
-    sync()
+def best_seconds(run: Callable[[], Any], *, repeats: int = 5, warmup: int = 2) -> float:
+    """Fastest of ``repeats`` timed calls of ``run`` after ``warmup`` untimed ones (the
+    first calls allocate and pack weights). ``run`` must synchronize its device itself."""
+    for _ in range(warmup):
+        run()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         run()
-        sync()
         best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+    return best
+
+
+def measure(kernel: Any, *, repeats: int = 5) -> dict[str, Any]:
+    """One ``peak_kernels.Kernel`` timed: ``{"kernel", "runtime", "op", "precision",
+    "shape", "gflops", "best_ms"}`` plus ``"requested_precision"`` when the runtime ran
+    another precision than asked, or ``"error"`` (one line) when it could not run."""
+    record: dict[str, Any] = {"kernel": kernel.name, "runtime": kernel.runtime, "op": kernel.op,
+                              "precision": kernel.precision, "shape": kernel.shape}
+    try:
+        run, actual = kernel.build()
+        seconds = best_seconds(run, repeats=repeats)
+    except Exception as exc:  # one runtime lacking a kernel must not hide the others
+        record["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+        return record
+    if actual and actual != kernel.precision and kernel.precision != "int8":
+        record.update(requested_precision=kernel.precision, precision=actual)
+    record.update(gflops=round(kernel.flops / seconds / 1e9, 1), best_ms=round(1e3 * seconds, 3))
+    return record
 
 
 def peak_throughput(
-    *, device: str = "cpu", n_cpu: int = 1024, n_gpu: int = 8192, with_torch: bool | None = None
+    *, device: str = "cpu", threads: int | None = None, with_torch: bool | None = None, repeats: int = 5,
+    kernels: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Dense matmul GFLOP/s: numpy float32 (CPU); torch float32 on ``device`` and, on
-    CUDA, float16. ``with_torch`` defaults to "torch is already imported"."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n_cpu, n_cpu), dtype=np.float32)
-    b = rng.standard_normal((n_cpu, n_cpu), dtype=np.float32)
-    out: dict[str, Any] = {"numpy_fp32_cpu": {"n": n_cpu, "gflops": matmul_gflops(lambda: a @ b, n_cpu)}}
+    """Time the dense kernels for ``device`` and pick each precision class's reference.
+
+    ``threads``: CPU threads per kernel (default every core, the libraries' default);
+    numpy's BLAS threads cannot be set, so numpy is left out when ``threads`` is given.
+    ``with_torch`` defaults to "torch is already imported" (an ONNX Runtime benchmark
+    stays torch-free). ``kernels`` replaces the kernel list (tests).
+
+    Returns ``{"schema", "device", "threads", "seconds", "measurements": [measure()...],
+    "references": {class: {"kernel", "gflops", "op", "precision"}}}``.
+    """
+    from sdk.benchmarks import peak_kernels
+
     torch = sys.modules.get("torch") if with_torch is None else (__import__("torch") if with_torch else None)
-    if torch is None:
-        return out
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        sync = lambda: torch.cuda.synchronize(device)  # noqa: E731
-        for dtype, key in ((torch.float32, "torch_fp32_cuda"), (torch.float16, "torch_fp16_cuda")):
-            x = torch.randn(n_gpu, n_gpu, device=device, dtype=dtype)
-            y = torch.randn(n_gpu, n_gpu, device=device, dtype=dtype)
-            out[key] = {"n": n_gpu, "gflops": matmul_gflops(lambda: x @ y, n_gpu, sync=sync)}
-    else:
-        x, y = torch.from_numpy(a), torch.from_numpy(b)
-        out["torch_fp32_cpu"] = {"n": n_cpu, "gflops": matmul_gflops(lambda: x @ y, n_cpu)}
-    return out
+    start = time.perf_counter()
+    if kernels is None:
+        if str(device).startswith("cuda"):
+            if torch is None:
+                torch = __import__("torch")
+            kernels = peak_kernels.cuda_kernels(device) if torch.cuda.is_available() else []
+        else:
+            kernels = peak_kernels.cpu_kernels(threads=threads, with_torch=torch is not None, with_numpy=threads is None)
+    previous = torch.get_num_threads() if torch is not None and threads else None
+    if previous is not None:
+        torch.set_num_threads(threads)
+    try:
+        measurements = []
+        for kernel in kernels:
+            measurements.append(measure(kernel, repeats=repeats))
+            log.info("peak: %s", measurements[-1])
+    finally:
+        if previous is not None:
+            torch.set_num_threads(previous)
+    return {
+        "schema": PEAK_SCHEMA,
+        "device": device,
+        "threads": threads,
+        "seconds": round(time.perf_counter() - start, 1),
+        "measurements": measurements,
+        "references": references(measurements),
+    }
 
 
-def reference_gflops(peak: dict[str, Any], *, device: str = "cpu", precision: str = "fp32") -> tuple[str, float]:
-    """The entry of ``peak`` a backend on ``device`` at ``precision`` is compared with:
-    the fastest matching measurement (``(key, GFLOP/s)``)."""
-    on_gpu = str(device).startswith("cuda")
-    wanted = ("fp16_cuda",) if on_gpu and precision == "fp16" else (("fp32_cuda",) if on_gpu else ("fp32_cpu",))
-    candidates = [(k, v["gflops"]) for k, v in peak.items() if k.endswith(wanted)]
-    if not candidates:
-        candidates = [(k, v["gflops"]) for k, v in peak.items()]
-    return max(candidates, key=lambda kv: kv[1])
+def references(measurements: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per reference class (``REFERENCE_CLASS``), the fastest successful measurement."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in measurements:
+        cls = REFERENCE_CLASS.get(m.get("precision", ""))
+        if cls is None or "gflops" not in m:
+            continue
+        if cls not in out or m["gflops"] > out[cls]["gflops"]:
+            out[cls] = {"kernel": m["kernel"], "gflops": m["gflops"], "op": m["op"], "precision": m["precision"]}
+    return {cls: out[cls] for cls in CLASS_LABEL if cls in out}
+
+
+def reference_gflops(peak: dict[str, Any], *, device: str = "cpu", precision: str = "fp32") -> tuple[str, float] | None:
+    """The reference a backend at ``precision`` is compared with, ``(kernel, GFLOP/s)``:
+    fp32 rows -> the fp32 reference, bf16/fp16 -> the bf16 one, int8 -> the int8 one;
+    ``None`` when that class was not measured (no silent fallback to another precision).
+    ``device`` is kept for callers; ``peak`` was measured on one device."""
+    ref = (peak.get("references") or {}).get(REFERENCE_CLASS.get(precision, ""))
+    return (ref["kernel"], ref["gflops"]) if ref else None

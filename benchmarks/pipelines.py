@@ -57,7 +57,7 @@ class DetectorPipeline:
         self.detector = Detector(model, device=device, batch_size=None if is_model_dir else max_batch)
         if threads:
             set_torch_threads(threads)
-            option = {"onnxruntime": "intra_op_threads", "aoti": "num_threads"}.get(self.detector.backend_name)
+            option = _thread_option(self.detector.backend) if self.detector.manifest is not None else None
             if option:  # rebuild the session with the thread count (Detector takes no backend options)
                 loaded = load_model_dir(self.detector.model_path, verify_files=False)
                 self.detector.backend = create_backend(loaded, device=device, **{option: threads})
@@ -115,3 +115,19 @@ def set_torch_threads(threads: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)
+
+
+# Backend constructor keywords that set CPU threads (onnxruntime: intra_op_threads; aoti,
+# openvino: num_threads), looked up on the class so a new backend needs no entry here.
+_THREAD_OPTIONS = ("intra_op_threads", "num_threads", "threads", "inference_num_threads")
+
+
+def _thread_option(backend: Any) -> str | None:
+    """The keyword of ``type(backend)``'s constructor that sets its thread count, or ``None``."""
+    import inspect
+
+    try:
+        params = inspect.signature(type(backend).__init__).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((p for p in _THREAD_OPTIONS if p in params), None)

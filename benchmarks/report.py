@@ -59,20 +59,43 @@ def markdown_table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def environment_lines(env: Mapping[str, Any]) -> str:
+    """Markdown bullets of an ``environment()`` record: date, CPU (model, inference flags,
+    logical/physical cores), load before/max/after, GPU, platform, libraries."""
+    from sdk.benchmarks.environment import cpu_label
+
     libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items())
-    load, cores = env.get("load_average_1m"), env.get("cpu_affinity") or env.get("cpu_cores")
-    busy = (
-        " — busy machine: other processes competed for the CPU, so timings are inflated and noisy"
-        if load is not None and cores and load > cores else ""
-    )
+    logical = env.get("cpu_cores_logical") or env.get("cpu_cores")
+    flags = env.get("cpu_flags")
+    flag_text = (", ".join(f for f, on in flags.items() if on) or "none of " + ", ".join(flags)) if flags else "unknown"
     return "\n".join([
         f"- date (UTC): {env.get('date_utc')}",
-        f"- CPU: {env.get('cpu_model')} ({env.get('cpu_cores')} cores, {env.get('cpu_affinity')} usable), "
-        f"1-min load average at the end: {_num(env.get('load_average_1m'))}{busy}",
+        f"- CPU: {cpu_label(env)}; {logical} logical cores, {env.get('cpu_cores_physical') or '?'} physical, "
+        f"{env.get('cpu_affinity')} usable by this process",
+        f"- CPU inference flags: {flag_text}",
+        f"- load: {load_text(env)}",
         f"- GPU: {env.get('gpu') or 'none used'}",
         f"- platform: {env.get('platform')}, Python {env.get('python')}",
         f"- libraries: {libs}",
     ])
+
+
+def load_text(env: Mapping[str, Any]) -> str:
+    """The 1-minute load average before / max during / after a run, flagged when it
+    exceeded the logical cores (other processes competed for the CPU)."""
+    load = env.get("load")
+    logical = env.get("cpu_cores_logical") or env.get("cpu_cores")
+    if load:
+        text = (f"1-min load average {_num((load.get('before') or [None])[0])} before, max "
+                f"{_num(load.get('max_1m'))} during, {_num((load.get('after') or [None])[0])} after "
+                f"({load.get('samples')} samples)")
+        peak = load.get("max_1m")
+    else:
+        peak = env.get("load_average_1m")
+        text = f"1-min load average {_num(peak)} at the end"
+    if peak is not None and logical and peak > logical:
+        text += (f" — busy machine: above the {logical} logical cores, other processes competed for the CPU, "
+                 "so timings are inflated and noisy")
+    return text
 
 
 def result_markdown(result: Mapping[str, Any], *, command: str | None = None) -> str:
@@ -104,13 +127,32 @@ def result_markdown(result: Mapping[str, Any], *, command: str | None = None) ->
 
 
 def peak_reference_lines(peak: Mapping[str, Any], result: Mapping[str, Any] | None = None) -> str:
-    measured = ", ".join(f"{k} {v['gflops']:.1f} GFLOP/s (n={v['n']})" for k, v in peak.items() if isinstance(v, dict))
-    line = f"Physical reference (dense matmul): {measured}."
+    """The physical reference per precision class (which kernel gave it) and every kernel
+    measured (``sdk.benchmarks.peak_flops``), as markdown."""
+    from sdk.benchmarks.peak_flops import CLASS_LABEL
+
+    refs = peak.get("references") or {}
+    ref_text = "; ".join(f"**{CLASS_LABEL.get(c, c)}** {r['gflops']:.0f} GFLOP/s ({r['kernel']})" for c, r in refs.items())
+    lines = [
+        f"Physical reference per precision (fastest dense kernel; int8 in integer GOP/s): {ref_text or 'none measured'}. "
+        "Each row's % of peak is against its own precision's reference (fp16 rows against bf16/fp16). "
+        f"Measured in {peak.get('seconds')} s, threads: {peak.get('threads') or 'the libraries default (all cores)'}:",
+        "",
+    ]
+    rows = []
+    for m in peak.get("measurements", []):
+        if "error" in m:
+            rows.append([m["kernel"], m["precision"], m["shape"], "-", f"failed: {m['error']}"])
+            continue
+        note = f"asked {m['requested_precision']}, ran {m['precision']}" if m.get("requested_precision") else ""
+        rows.append([m["kernel"], m["precision"], m["shape"], f"{m['gflops']:.0f}", note])
+    lines.append(markdown_table(["kernel", "precision", "shape", "GFLOP/s", "note"], rows))
     if result is not None and result.get("achieved"):
         a = result["achieved"]
-        line += (f" Achieved at batch {a['batch_size']}: {a['gflops_per_s']:.1f} GFLOP/s = "
-                 f"{100 * a['fraction_of_peak']:.1f}% of {a['reference']}.")
-    return line
+        share = (f" = {100 * a['fraction_of_peak']:.1f}% of the {a['reference_class']} reference ({a['reference']})"
+                 if a.get("fraction_of_peak") is not None else f" (no {a.get('reference_class')} reference measured)")
+        lines += ["", f"Achieved at batch {a['batch_size']}: {a['gflops_per_s']:.1f} GFLOP/s{share}."]
+    return "\n".join(lines)
 
 
 def _hw(hw: Any) -> str:

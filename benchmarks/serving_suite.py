@@ -99,9 +99,10 @@ def run_serving_suite(
     """Measure every setting; returns ``{"schema", "model_dir", "settings": {name: {flags, rows}}, "speedup",
     "environment", ...}`` where rows are ``run_load`` dicts and ``speedup`` is images/s of each setting
     over the first at the highest concurrency. ``settings`` default: ``SETTINGS``."""
-    from sdk.benchmarks.environment import environment
+    from sdk.benchmarks.environment import LoadMonitor, environment
     from sdk.benchmarks.images import synthetic_images
 
+    load = LoadMonitor()
     model_dir = Path(model_dir)
     encoded = list(images) if images is not None else synthetic_images(8)
     out: dict[str, Any] = {
@@ -112,11 +113,12 @@ def run_serving_suite(
         rows = run_setting(model_dir, flags, concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s,
                            images=encoded)
         out["settings"][name] = {"flags": list(flags), "rows": rows}
+        load.sample()
     top = max(concurrency)
     throughput = {n: _row(s["rows"], top)["inferences_per_s"] for n, s in out["settings"].items()}
     base = next(iter(throughput.values()))
     out["speedup"] = {n: (v / base if base else None) for n, v in throughput.items()}
-    out["environment"] = environment()
+    out["environment"] = environment(load=load.finish())
     return out
 
 

@@ -3,7 +3,8 @@
 MODEL is a model_dir (runs on its own backend) or a ``.pt`` checkpoint, which runs on
 eager PyTorch (``torch``, the default), on torchvision's own eager model with the same
 weights (``torchvision``), or is exported first to a temporary model_dir for an export
-backend (``onnxruntime``, ``tensorrt``, ``aoti``).
+target ``backend[:precision]`` (``onnxruntime``, ``openvino:bf16``, ``onnxruntime:int8``
+calibrated on the benchmark images or the ``dataset``, ...).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def benchmark_target(
 ) -> dict[str, Any]:
     """One ``sdk.benchmarks.harness`` result for ``model`` on ``backend``; ``kwargs`` go
     to ``benchmark_pipeline`` (warmup, iters, duration_s, dataset, images_label, ...).
-    ``peak`` adds the dense-matmul reference and the fraction of it achieved."""
+    ``peak`` adds the per-precision dense-kernel reference (``sdk.benchmarks.peak_flops``)
+    and the fraction of the model's own precision's reference achieved."""
     from sdk.benchmarks.harness import achieved_throughput, benchmark_model
 
     path = Path(model)
@@ -45,12 +47,18 @@ def benchmark_target(
     elif backend == "torchvision":
         result = benchmark_torchvision(path, encoded, device=device, batch_sizes=batch_sizes, **kwargs)
     else:
-        from sdk.benchmarks.exporting import export_checkpoint
+        from sdk.benchmarks.exporting import calibration_source, export_checkpoint
         from sdk.benchmarks.model_cost import checkpoint_cost
+        from sdk.benchmarks.targets import parse_target
 
+        target = parse_target(backend)
         with tempfile.TemporaryDirectory(prefix="sdk-benchmark-") as tmp:
+            calibration = calibration_source(
+                encoded, tmp, dataset=kwargs.get("dataset"), dataset_images=kwargs.get("dataset_images")
+            ) if target.precision == "int8" else None
             model_dir = export_checkpoint(
-                path, backend, Path(tmp) / backend, input_size=input_size, max_batch=max(batch_sizes), device=device
+                path, target, Path(tmp) / target.folder, input_size=input_size, max_batch=max(batch_sizes),
+                device=device, calibration=calibration,
             )
             shape = _static_shape(model_dir)
             cost = checkpoint_cost(path, shape) if shape else None
@@ -59,7 +67,7 @@ def benchmark_target(
     if peak:
         from sdk.benchmarks.peak_flops import peak_throughput
 
-        result["peak_reference"] = peak_throughput(device=device)
+        result["peak_reference"] = peak_throughput(device=device, threads=kwargs.get("threads"))
         result["achieved"] = achieved_throughput(result, result["peak_reference"])
     return result
 

@@ -35,6 +35,8 @@ class SuiteSpec:
             ``None`` = the libraries' default, every core (the committed results: an idle
             2-core machine, both cores).
         input_size: (H, W) static network input (letterbox size or keep_ratio canvas).
+        backends: ``backend[:precision]`` export rows (``sdk.benchmarks.targets``);
+            ``None`` = ``default_targets(device)``.
         note: what a reader must know (why so few iterations, ...).
     """
 
@@ -46,6 +48,7 @@ class SuiteSpec:
     input_size: tuple[int, int] | None = None
     checkpoint: Path | None = None
     dataset: Path | None = None
+    backends: tuple[str, ...] | None = None
     note: str = ""
 
 
@@ -53,7 +56,8 @@ _R50_NOTE = (
     "Random weights (seed 0; speed does not depend on them, mAP would be 0 so it is not measured). "
     "keep_ratio 800x1333 exported on a static 800x1088 canvas: the 480x640 (4:3 landscape) benchmark images "
     "resize to 800x1067 inside it, the same network input torchvision's transform makes of them (resize to "
-    "800x1067, pad to /32), so every row runs the same pixels. One image takes seconds on this CPU, so batch 1 "
+    "800x1067, pad to /32), so every row runs the same pixels. int8 rows calibrate on the 8 synthetic benchmark "
+    "images (enough for speed, not for accuracy). One fp32 image takes seconds on a 2-core CPU, so batch 1 "
     "only, 10 iterations."
 )
 
@@ -114,22 +118,30 @@ def suite_command(name: str, spec: SuiteSpec, checkpoint: Path, out: Path, *, us
     return cmd
 
 
-def run_named_suite(name: str, out: Path, *, backends: str | None = None) -> dict[str, Path]:
-    """Run suite ``name`` and write ``out/<name>.{json,md}`` and ``out/<name>_latency.png``."""
+def run_named_suite(
+    name: str, out: Path, *, backends: str | list[str] | None = None, force: bool = False
+) -> dict[str, Path]:
+    """Run suite ``name`` and write ``out/<name>.{json,md}`` and ``out/<name>_latency.png``
+    (or ``<name>.loaded.*`` beside an existing result when the machine was loaded and not
+    ``force``: ``sdk.benchmarks.result_files``). ``backends``: ``backend[:precision]``
+    items overriding the spec's."""
     from sdk.benchmarks.images import synthetic_images
-    from sdk.benchmarks.suite import DEFAULT_BACKENDS, run_suite, write_suite
+    from sdk.benchmarks.suite import run_suite
+    from sdk.benchmarks.suite_report import write_suite
+    from sdk.benchmarks.targets import default_targets, parse_targets
 
     spec = SUITES[name]
+    targets = parse_targets(backends or spec.backends or [t.item for t in default_targets()])
     trained = spec.checkpoint is not None and spec.checkpoint.is_file()
     checkpoint = spec.checkpoint if trained else CHECKPOINT_DIR / f"{spec.model_name}_random_seed0.pt"
     if not trained:
         random_checkpoint(spec.model_name, checkpoint, seed=0)
     use_dataset = trained and spec.dataset is not None and spec.dataset.is_file()
+    items = [t.item for t in targets]
     cmd = suite_command(name, spec, checkpoint, Path("runs/benchmark"), use_dataset=use_dataset)
-    if backends:
-        cmd += ["--backends", backends]
+    cmd += (["--force"] if force else []) + ["--backends", *items]
     suite = run_suite(
-        checkpoint, synthetic_images(8), backends=(backends or ",".join(DEFAULT_BACKENDS)).split(","),
+        checkpoint, synthetic_images(8), backends=targets,
         batch_sizes=spec.batch_sizes, input_size=spec.input_size, out_dir=Path("runs/benchmark") / name,
         warmup=spec.warmup, iters=spec.iters, threads=spec.threads,
         images_label="8 synthetic 480x640 JPEGs (sdk.benchmarks.images, seed 0)",
@@ -137,29 +149,43 @@ def run_named_suite(name: str, out: Path, *, backends: str | None = None) -> dic
     )
     weights = "trained (quickstart)" if trained else "random, seed 0"
     suite["command"] = " ".join(shlex.quote(c) for c in ["python", "-m", "sdk.benchmarks.suites", name, "--out", str(out)]
-                                + (["--backends", backends] if backends else []))
+                                + (["--backends", *items] if backends else []) + (["--force"] if force else []))
     suite["equivalent_command"] = " ".join(shlex.quote(c) for c in cmd)
     suite["weights"] = weights
     suite["note"] = spec.note
-    return write_suite(suite, out, stem=name, title=f"{name}: {spec.model_name} ({weights} weights)")
+    paths = write_suite(suite, out, stem=name, title=f"{name}: {spec.model_name} ({weights} weights)", force=force)
+    if suite["written"]["message"]:
+        print(f"{name}: {suite['written']['message']}")
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdk.benchmarks.suites", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"suites to run: {', '.join(SUITES)}")
     parser.add_argument("--out", default="benchmarks/results", help="results folder (default: %(default)s)")
-    parser.add_argument("--backends", default=None, help="comma-separated export backends (default: all)")
+    parser.add_argument("--backends", nargs="+", default=None, metavar="BACKEND[:PRECISION]",
+                        help="export rows, e.g. onnxruntime:int8 openvino:bf16 (default: the suite's; see README)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing result even when the machine was loaded during the run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     unknown = [n for n in args.names if n not in SUITES]
     if unknown:
         parser.error(f"unknown suite(s) {unknown}; known: {', '.join(SUITES)}")
+    if args.backends:
+        from sdk.benchmarks.targets import parse_targets
+        from sdk.errors import ConfigError
+
+        try:
+            parse_targets(args.backends)
+        except ConfigError as exc:
+            parser.error(str(exc))
     if not args.names:
         for name, spec in SUITES.items():
             print(f"{name}: {spec.model_name}, batches {spec.batch_sizes}, {spec.iters} iterations. {spec.note}")
         return 0
     for name in args.names:
-        paths = run_named_suite(name, Path(args.out), backends=args.backends)
+        paths = run_named_suite(name, Path(args.out), backends=args.backends, force=args.force)
         print(f"{name}: wrote {', '.join(str(p) for p in paths.values())}")
     return 0
 

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from sdk.converters.calibration import DEFAULT_CALIB_COUNT, calibration_paths
 from sdk.errors import BackendUnavailableError, ConfigError
+from sdk.precision import PRECISIONS, check_precision
 
 log = logging.getLogger(__name__)
 
 EXPORT_INFO_NAME = "export.json"  # beside the model: source checkpoint path, flavor, opset, timing
-BACKENDS = ("onnxruntime", "tensorrt", "aoti")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt", "aoti")
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,11 @@ class ExportOptions:
     """How to export.
 
     Attributes:
-        backend: ``"onnxruntime"``, ``"tensorrt"``, ``"aoti"`` or ``"auto"`` (TensorRT
-            where it and a GPU exist, else AOTInductor on CUDA, else ONNX Runtime:
-            ``sdk.converters.backend_select.choose_backend``).
+        backend: ``"onnxruntime"``, ``"openvino"``, ``"tensorrt"``, ``"aoti"`` or ``"auto"``
+            (TensorRT where it and a GPU exist, else AOTInductor on CUDA; on a CPU OpenVINO
+            for bf16/int8, else ONNX Runtime: ``sdk.converters.backend_select.choose_backend``).
+        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"``, baked into the graph
+            (``sdk.precision``); ``SUPPORTED_PRECISIONS`` says which backend takes which.
         flavor: ONNX lowering of the custom ops: ``"onnxruntime"`` (standard ONNX ops)
             or ``"tensorrt"`` (``sdk::`` plugin nodes; runs in ONNX Runtime through
             ``sdk.trt_plugins.ort_ops``, for tests).
@@ -44,30 +48,63 @@ class ExportOptions:
         input_size: (H, W) of the network input; default the checkpoint's letterbox
             size, or for keep_ratio a square canvas holding any aspect ratio.
         postprocess: overrides of the checkpoint's ``{"score_thr", "iou_thr", "max_det"}``.
-        fp16: half precision (TensorRT, and AOTInductor on CUDA).
         opset: ONNX opset.
         simplify: run onnxsim on the graph (optional, skipped when it cannot).
         device: where the model will run, ``"cpu"`` or ``"cuda[:N]"``: AOTInductor
             compiles for it, ``auto`` chooses by it; default CUDA when torch sees a GPU.
-        int8, calib_images: TensorRT INT8 with entropy calibration on the images of
-            this folder (preprocessed exactly as ``Detector`` does).
+        calib_images, calib_dataset, calib_count: int8 calibration data, a folder of
+            images or a COCO annotation file, at most ``calib_count`` images of it
+            (preprocessed exactly as ``Detector`` does).
         workspace_gb: TensorRT builder workspace limit.
         timing_cache: TensorRT timing cache file, read when present and written back.
     """
 
     backend: str = "onnxruntime"
+    precision: str = "fp32"
     flavor: str = "onnxruntime"
     max_batch: int = 8
     input_size: tuple[int, int] | None = None
     postprocess: Mapping[str, float | int] = field(default_factory=dict)
-    fp16: bool = False
     opset: int = 18
     simplify: bool = False
     device: str | None = None
-    int8: bool = False
     calib_images: str | None = None
+    calib_dataset: str | None = None
+    calib_count: int = DEFAULT_CALIB_COUNT
     workspace_gb: float = 4.0
     timing_cache: str | None = None
+
+    @property
+    def fp16(self) -> bool:
+        return self.precision == "fp16"
+
+    @property
+    def int8(self) -> bool:
+        return self.precision == "int8"
+
+
+#: precisions each backend exports; anything else fails before any work with ``UNSUPPORTED``'s reason
+SUPPORTED_PRECISIONS = {
+    "onnxruntime": ("fp32", "fp16", "int8"),
+    "openvino": ("fp32", "fp16", "bf16", "int8"),
+    "tensorrt": ("fp32", "fp16", "int8"),
+    "aoti": ("fp32", "fp16"),
+}
+UNSUPPORTED = {
+    ("onnxruntime", "bf16"): "ONNX Runtime's CPU provider has no bfloat16 convolution kernels: export bf16 with "
+                             "--backend openvino for CPUs",
+    ("tensorrt", "bf16"): "the TensorRT exporter builds fp32, fp16 and int8 engines: use --precision fp16",
+    ("aoti", "bf16"): "the AOTInductor exporter compiles fp32, or fp16 on CUDA: for bf16 on a CPU use --backend openvino",
+    ("aoti", "int8"): "AOTInductor packages are fp32 or fp16: for int8 use --backend onnxruntime or openvino",
+}
+
+
+def check_backend_precision(backend: str, precision: str) -> None:
+    """``ConfigError`` (one line: why, and what to use) unless ``backend`` exports ``precision``."""
+    check_precision(precision)
+    if precision not in SUPPORTED_PRECISIONS.get(backend, PRECISIONS):
+        reason = UNSUPPORTED.get((backend, precision), f"--backend {backend} exports {SUPPORTED_PRECISIONS[backend]}")
+        raise ConfigError(f"--precision {precision} is not available for --backend {backend}: {reason}")
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, options: ExportOptions) -> Path:
@@ -77,10 +114,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
     options = resolve_backend(options)
     if options.max_batch < 1:
         raise ConfigError(f"--max-batch must be >= 1, got {options.max_batch}")
-    if options.int8 and options.backend != "tensorrt":
-        raise ConfigError(f"--int8 is a TensorRT build option; --backend {options.backend} exports fp32 or fp16")
-    if options.int8 and not options.calib_images:
-        raise ConfigError("--int8 needs --calib-images DIR: a folder of representative images to calibrate on")
+    check_backend_precision(options.backend, options.precision)
+    if options.precision == "int8":  # fail on missing calibration data before minutes of export work
+        calibration_paths(images_dir=options.calib_images, dataset=options.calib_dataset, count=options.calib_count)
     exporter = EXPORTERS[options.backend]
     loaded = load_checkpoint(checkpoint)
     unknown = set(options.postprocess) - set(loaded.meta.postprocess)
@@ -104,57 +140,122 @@ def resolve_backend(options: ExportOptions) -> ExportOptions:
     if options.backend != "auto":
         return options
     device = options.device or ("cuda" if backend_select.cuda_gpu_available() else "cpu")
-    return replace(options, backend=backend_select.choose_backend("auto", device), device=device)
+    return replace(options, backend=backend_select.choose_backend("auto", device, options.precision), device=device)
+
+
+def export_precision_onnx(model: Any, meta: Any, tmp: Path, options: ExportOptions) -> tuple[Path, dict[str, Any]]:
+    """DeployModule of ``model`` -> ONNX in ``options.precision`` under the folder ``tmp``.
+
+    fp32: the float32 graph. fp16: the network in float16 between explicit casts
+    (``sdk.models.deploy.precision``). bf16: the fp16 graph retyped to bfloat16
+    (``sdk.converters.bfloat16``, opset 22). int8: the float32 graph quantized to QDQ,
+    calibrated on ``options.calib_*`` (``sdk.converters.quantize``).
+    Returns ``(onnx path, precision_details for the manifest)``.
+    """
+    import torch
+
+    from sdk.converters.onnx_export import export_onnx
+    from sdk.models.deploy import build_deploy_module
+    from sdk.models.deploy.precision import network_dtype_details, with_network_dtype
+
+    deploy = build_deploy_module(model, preprocess=meta.preprocess, postprocess=meta.postprocess)
+    details: dict[str, Any] = {}
+    if options.precision in ("fp16", "bf16"):
+        deploy = with_network_dtype(deploy, torch.float16)
+        details = network_dtype_details(deploy)
+    input_dtype = torch.uint8 if meta.preprocess.normalize_in_graph else torch.float32
+    start = time.perf_counter()
+    onnx_path = export_onnx(
+        deploy, tmp / "model.onnx", flavor=options.flavor, input_shape=meta.preprocess.static_shape,
+        max_batch=options.max_batch, opset=options.opset, input_dtype=input_dtype, simplify=options.simplify,
+    )
+    log.info("exported %s to ONNX (%s flavor, %s) in %.1f s", meta.model_name, options.flavor,
+             "fp16 network" if options.precision in ("fp16", "bf16") else "fp32", time.perf_counter() - start)
+    if options.precision == "bf16":
+        from sdk.converters.bfloat16 import fp16_graph_to_bf16
+
+        fp16_graph_to_bf16(onnx_path, onnx_path)
+        details["network_dtype"] = "bfloat16"
+    if options.precision == "int8":
+        from sdk.converters.calibration import CalibrationReader, calibration_paths
+        from sdk.converters.quantize import quantize_int8
+
+        paths = calibration_paths(images_dir=options.calib_images, dataset=options.calib_dataset,
+                                  count=options.calib_count)
+        reader = CalibrationReader(paths, meta.preprocess, batch_size=min(options.max_batch, 4))
+        start = time.perf_counter()
+        quantized = tmp / "model_int8.onnx"
+        details = quantize_int8(onnx_path, quantized, reader)
+        details["calibration_source"] = str(Path(options.calib_dataset or options.calib_images).resolve())
+        os.replace(quantized, onnx_path)
+        log.info("quantized to int8 in %.1f s", time.perf_counter() - start)
+    return onnx_path, details
+
+
+def _export_info(tmp: Path, checkpoint: Path, options: ExportOptions, seconds: float) -> Path:
+    info = tmp / EXPORT_INFO_NAME
+    info.write_text(json.dumps({
+        "source_checkpoint": str(checkpoint.resolve()),
+        "flavor": options.flavor,
+        "opset": options.opset,
+        "precision": options.precision,
+        "export_seconds": round(seconds, 1),
+    }, indent=2) + "\n")
+    return info
 
 
 def export_onnxruntime(model: Any, meta: Any, out_dir: Path, options: ExportOptions, checkpoint: Path) -> Path:
-    """DeployModule -> ONNX (``options.flavor``) -> model_dir for the ONNX Runtime backend."""
-    import torch
-
+    """DeployModule -> ONNX (``options.flavor``, ``options.precision``) -> model_dir for ONNX Runtime."""
     from sdk.converters.model_dir import write_model_dir
-    from sdk.converters.onnx_export import export_onnx, uses_custom_ops
-    from sdk.models.deploy import build_deploy_module
+    from sdk.converters.onnx_export import uses_custom_ops
 
-    if options.fp16:
-        raise ConfigError(
-            "--fp16 is not available for --backend onnxruntime (the graph is exported in fp32); "
-            "fp16 is a TensorRT build option: use --backend tensorrt"
-        )
-    deploy = build_deploy_module(model, preprocess=meta.preprocess, postprocess=meta.postprocess)
-    input_dtype = torch.uint8 if meta.preprocess.normalize_in_graph else torch.float32
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
         start = time.perf_counter()
-        onnx_path = export_onnx(
-            deploy, Path(tmp) / "model.onnx", flavor=options.flavor, input_shape=meta.preprocess.static_shape,
-            max_batch=options.max_batch, opset=options.opset, input_dtype=input_dtype, simplify=options.simplify,
-        )
-        seconds = time.perf_counter() - start
-        info = Path(tmp) / EXPORT_INFO_NAME
-        info.write_text(json.dumps({
-            "source_checkpoint": str(checkpoint.resolve()),
-            "flavor": options.flavor,
-            "opset": options.opset,
-            "export_seconds": round(seconds, 1),
-        }, indent=2) + "\n")
-        log.info("exported %s to ONNX (%s flavor) in %.1f s", meta.model_name, options.flavor, seconds)
+        onnx_path, details = export_precision_onnx(model, meta, Path(tmp), options)
+        info = _export_info(Path(tmp), checkpoint, options, time.perf_counter() - start)
         return write_model_dir(
-            out_dir,
-            model_file=onnx_path,
-            backend="onnxruntime",
-            flavor=options.flavor,
-            precision="fp32",
-            model_name=meta.model_name,
-            classes=meta.classes,
-            preprocess=meta.preprocess,
-            postprocess=meta.postprocess,
-            input_shape=meta.preprocess.static_shape,
-            max_batch=options.max_batch,
-            plugins=uses_custom_ops(onnx_path),
-            source_checkpoint=checkpoint,
-            extra_files=[info],
-            move=True,
+            out_dir, model_file=onnx_path, backend="onnxruntime", flavor=options.flavor,
+            precision=options.precision, precision_details=details, model_name=meta.model_name,
+            classes=meta.classes, preprocess=meta.preprocess, postprocess=meta.postprocess,
+            input_shape=meta.preprocess.static_shape, max_batch=options.max_batch,
+            plugins=uses_custom_ops(onnx_path), source_checkpoint=checkpoint, extra_files=[info], move=True,
         )
+
+
+def export_openvino(model: Any, meta: Any, out_dir: Path, options: ExportOptions, checkpoint: Path) -> Path:
+    """DeployModule -> ONNX -> OpenVINO IR (``model.xml`` + ``model.bin``) -> model_dir.
+
+    OpenVINO's CPU plugin picks its own inference precision (bf16 on CPUs that have
+    it) unless told, and the IR cannot carry that setting (``compile_model`` ignores an
+    ``INFERENCE_PRECISION_HINT`` in the IR's rt_info), so the runtime backend
+    (``sdk.runtime.openvino_backend``) sets it from the manifest: f32 for every
+    precision but a bf16 model_dir on a float32 graph. The graph then decides: its
+    bfloat16 layers (bf16) and QDQ layers (int8) run so, the rest f32. An fp16 graph
+    computes in f32 on CPUs: OpenVINO's f16 precision would also turn the float32 box
+    decoding to f16, which the graph's casts forbid.
+    """
+    from sdk.converters.model_dir import write_model_dir
+    from sdk.converters.openvino_export import convert_onnx_to_openvino
+
+    if options.flavor != "onnxruntime":
+        raise ConfigError("--backend openvino reads the standard-op graph: drop --flavor tensorrt")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+        start = time.perf_counter()
+        onnx_path, details = export_precision_onnx(model, meta, Path(tmp), options)
+        ir_dir = Path(tmp) / "ir"
+        xml, weights = convert_onnx_to_openvino(onnx_path, ir_dir)
+        info = _export_info(Path(tmp), checkpoint, options, time.perf_counter() - start)
+        return write_model_dir(
+            out_dir, model_file=xml, backend="openvino", flavor=options.flavor,
+            precision=options.precision, precision_details=details, model_name=meta.model_name,
+            classes=meta.classes, preprocess=meta.preprocess, postprocess=meta.postprocess,
+            input_shape=meta.preprocess.static_shape, max_batch=options.max_batch,
+            source_checkpoint=checkpoint, extra_files=[weights, info], move=True,
+        )
+
+
 
 
 def _not_available(backend: str, missing: str) -> Callable[..., Path]:
@@ -180,6 +281,7 @@ def _lazy(module: str, name: str) -> Callable[..., Path]:
 
 EXPORTERS: dict[str, Callable[..., Path]] = {
     "onnxruntime": export_onnxruntime,
+    "openvino": export_openvino,
     "tensorrt": _lazy("sdk.converters.tensorrt_build", "export_checkpoint_tensorrt"),
     "aoti": _lazy("sdk.converters.aoti_export", "export_checkpoint_aoti"),
 }

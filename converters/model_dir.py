@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from sdk import __version__ as sdk_version
 from sdk.errors import ConfigError
@@ -34,7 +34,12 @@ from sdk.manifest import (
 )
 from sdk.preprocess import Preprocess
 
-MODEL_FILE_NAMES = {"onnxruntime": "model.onnx", "tensorrt": "model.engine", "aoti": "model.pt2"}
+MODEL_FILE_NAMES = {
+    "onnxruntime": "model.onnx",
+    "openvino": "model.xml",  # + model.bin, passed as an extra file
+    "tensorrt": "model.engine",
+    "aoti": "model.pt2",
+}
 
 # Distribution names whose versions a model_dir records when installed (read from
 # package metadata: importing torch or tensorrt just to ask would take seconds).
@@ -44,6 +49,7 @@ _RECORDED_LIBRARIES = {
     "onnx": ("onnx",),
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
     "onnxruntime-extensions": ("onnxruntime-extensions",),
+    "openvino": ("openvino",),
     "tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12"),
     "numpy": ("numpy",),
     "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
@@ -82,6 +88,7 @@ def write_model_dir(
     backend: str,
     flavor: str | None,
     precision: str,
+    precision_details: Mapping[str, Any] | None = None,
     model_name: str,
     classes: Sequence[str],
     preprocess: Preprocess,
@@ -107,6 +114,8 @@ def write_model_dir(
             as -1, H and W as -1 where dynamic.
         input_dtype: default ``"uint8"`` when ``preprocess.normalize_in_graph`` else
             ``"float32"``.
+        precision: what the graph computes in (``sdk.precision.PRECISIONS``);
+            ``precision_details`` how (JSON-serializable; see ``Manifest``).
         postprocess: exactly ``{"score_thr", "iou_thr", "max_det"}`` as baked into the graph.
         outputs: default the contract outputs with K = ``postprocess["max_det"]``.
         source_checkpoint: the checkpoint exported (its sha256 is recorded), or that
@@ -167,6 +176,7 @@ def write_model_dir(
         files=files,
         library_versions=library_versions(),
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        precision_details=dict(precision_details or {}),
     )
     # Round-trip through the validating parser: never write a manifest we would refuse to load.
     Manifest.from_dict(json.loads(manifest.to_json()), source=f"manifest for {out}")
@@ -232,13 +242,27 @@ def _place(src: Path, dst: Path, *, move: bool) -> Path:
     return dst
 
 
-def _default_mode(path: Path) -> Path:
-    """Give ``path`` the mode a plain ``open()`` would (0666 less the umask): temp files
-    are created 0600, and a model_dir must stay readable for the user a server runs as."""
+def _default_mode(path: Path, base: int = 0o666) -> Path:
+    """Give ``path`` the mode a plain ``open()`` (``base`` 0o666) or ``mkdir()`` (0o777)
+    would: 0666 less the umask. Temp files and folders are created 0600 / 0700, and a
+    model_dir must stay readable for the user a server runs as."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, base & ~umask)
     return path
+
+
+def publish_model_dir(staging: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Move the finished model_dir ``staging`` (a temp folder on the same filesystem) to
+    ``out``, replacing a model_dir already there; ``ConfigError`` if ``out`` holds
+    anything else. The folder gets a normal folder's mode."""
+    staging, out = Path(staging), Path(out)
+    if out.exists():
+        if not (out / MANIFEST_NAME).is_file() and (not out.is_dir() or any(out.iterdir())):
+            raise ConfigError(f"{out} exists and is not a model_dir: choose another --out")
+        shutil.rmtree(out)
+    os.replace(_default_mode(staging, 0o777), out)
+    return out
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -93,7 +93,7 @@ def export_onnx(
             )
     except Exception as exc:  # the exporter raises many types; name the stage and model
         raise ExportError(f"torch.onnx.export failed for {type(deploy_module).__name__} ({flavor} flavor): {exc}") from exc
-    _save_atomic(program.model_proto, out)
+    save_onnx_atomic(program.model_proto, out)
     check_onnx(out)
     if simplify:
         simplify_onnx(out)
@@ -121,7 +121,8 @@ def _example_images(batch: int, height: int, width: int, dtype: torch.dtype) -> 
     return torch.randn((batch, 3, height, width), generator=generator).to(dtype)
 
 
-def _save_atomic(model: onnx.ModelProto, out: Path) -> None:
+def save_onnx_atomic(model: onnx.ModelProto, out: Path) -> None:
+    """Write ``model`` to ``out`` through a temp file: ``out`` is never half written."""
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -172,5 +173,5 @@ def simplify_onnx(path: str | os.PathLike) -> bool:
     if not ok:
         log.warning("onnxsim result did not validate: keeping the unsimplified graph")
         return False
-    _save_atomic(simplified, Path(path))
+    save_onnx_atomic(simplified, Path(path))
     return True

@@ -51,7 +51,7 @@ class Detector:
         batch_size: images per backend call; default (and at most) the model's
             maximum batch; for checkpoints default 8.
         backend: the backend to use; default the model_dir's (``"onnxruntime"``,
-            ``"tensorrt"``, ``"aoti"``) or ``"torch"`` for a checkpoint. A model_dir
+            ``"openvino"``, ``"tensorrt"``, ``"aoti"``) or ``"torch"`` for a checkpoint. A model_dir
             runs only on the backend it was exported for.
 
     Calling: ``det(image)`` -> ``Detections``; ``det([images])`` -> ``list[Detections]``.

@@ -25,14 +25,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, NoReturn
 
 from sdk.errors import ConfigError, ModelDirError
+from sdk.precision import PRECISIONS
 from sdk.preprocess import Preprocess
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
-BACKENDS = ("onnxruntime", "tensorrt", "aoti")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt", "aoti")
 FLAVORS = ("onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
 TASKS = ("detection",)
 INPUT_DTYPES = ("uint8", "float32", "float16")
 OUTPUT_DTYPES = ("int32", "int64", "float32", "float16")
@@ -78,6 +78,10 @@ class Manifest:
     needs at run time (e.g. ``"sdk::BatchedNMS"``, empty for stock-ONNX graphs).
     ``postprocess`` is what the graph's NMS applies: ``{"score_thr": float,
     "iou_thr": float, "max_det": int}`` (``max_det`` = K of the output contract).
+    ``precision`` (``sdk.precision.PRECISIONS``) is what the graph computes in;
+    ``precision_details`` says how: for fp16/bf16 the dtype of the network and what
+    stays float32, for int8 the quantization scheme, the calibration data and the
+    layers kept in float32.
     """
 
     format_version: int
@@ -98,6 +102,7 @@ class Manifest:
     files: Mapping[str, str] = field(default_factory=dict)
     library_versions: Mapping[str, str] = field(default_factory=dict)
     created_at: str = ""
+    precision_details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +131,7 @@ class Manifest:
             "files": dict(self.files),
             "library_versions": dict(self.library_versions),
             "created_at": self.created_at,
+            "precision_details": dict(self.precision_details),
         }
 
     @property
@@ -332,6 +338,8 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
         files=files,
         library_versions=top.str_map("library_versions"),
         created_at=top.get("created_at", str),
+        # absent in model_dirs written before reduced precision existed (all fp32)
+        precision_details=top.get("precision_details", dict) if "precision_details" in top.data else {},
     )
 
 

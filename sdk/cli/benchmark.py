@@ -1,16 +1,17 @@
 """``sdk benchmark``: latency, throughput, memory and accuracy, in three modes.
 
     sdk benchmark MODEL [--backend B] [--batch 1,8] ...      one model_dir or checkpoint
-    sdk benchmark suite CKPT [--backends ...] [--out DIR]    every backend vs torchvision
+    sdk benchmark suite CKPT [--backends B[:P] ...] [--out DIR] [--force]
+                                                             every backend and precision vs torchvision
     sdk benchmark --server URL --model NAME ...              a running server (load generator)
 
 MODEL mode times decode, preprocess, inference and postprocess separately (warm-up
 excluded, device synchronized before every clock read) and reports mean/p50/p90/p99
 latency, images/s per batch size, peak memory, parameters and GFLOPs, and with
-``--dataset`` the bbox mAP. A checkpoint given with ``--backend onnxruntime|tensorrt|
-aoti`` is exported first (to a temporary model_dir); ``--backend torchvision`` runs
-torchvision's own eager model with the checkpoint's weights. The code lives in
-``sdk.benchmarks``.
+``--dataset`` the bbox mAP. A checkpoint given with ``--backend BACKEND[:PRECISION]``
+(onnxruntime, openvino, tensorrt, aoti; e.g. ``openvino:bf16``) is exported first (to
+a temporary model_dir); ``--backend torchvision`` runs torchvision's own eager model
+with the checkpoint's weights. The code lives in ``sdk.benchmarks``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def _hw(text: str) -> tuple[int, int]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sdk.benchmarks.targets import CPU_TARGETS, CUDA_TARGETS, EXPORT_BACKENDS, PRECISIONS
+
     parser = subparsers.add_parser(
         "benchmark",
         help="measure latency/FPS/memory/mAP of a model, a backend suite, or a server",
@@ -67,23 +70,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="folder the annotation file names are relative to (default: <root>/images)")
     common.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     common.add_argument("--threads", type=int, default=None,
-                        help="CPU threads of the network (torch, ONNX Runtime, AOTInductor); default the library's. "
+                        help="CPU threads of the network (torch, ONNX Runtime, OpenVINO, AOTInductor); "
+                        "default the library's. "
                         "Use 1 on a busy machine: more threads than free cores makes timings erratic")
     common.add_argument("--peak", action="store_true",
-                        help="also measure dense-matmul GFLOP/s and report the fraction of it achieved")
+                        help="also measure the dense MatMul/Conv GFLOP/s per precision (ONNX Runtime, OpenVINO, "
+                        "numpy, torch; ~10 s) and report the fraction of the model's precision's reference achieved")
     common.add_argument("--no-progress", action="store_true", help="no progress bars")
     single = parser.add_argument_group("model mode")
     single.add_argument("--backend", default=None,
-                        help="for a checkpoint: torch (default), torchvision, or an export backend "
-                        "(onnxruntime, tensorrt, aoti: exported first); a model_dir runs on its own backend")
+                        help="for a checkpoint: torch (default), torchvision, or an export target backend[:precision] "
+                        "(onnxruntime, openvino:bf16, onnxruntime:int8, tensorrt, aoti: exported first); "
+                        "a model_dir runs on its own backend")
     single.add_argument("--json", default=None, metavar="OUT.json", help="write the result as JSON")
     single.add_argument("--markdown", default=None, metavar="OUT.md", help="write a markdown report")
     single.add_argument("--plot", default=None, metavar="OUT.png", help="plot latency per image against batch size")
     suite = parser.add_argument_group("suite mode")
-    suite.add_argument("--backends", default=None,
-                       help="comma-separated export backends (default: onnxruntime,aoti,tensorrt; "
-                       "missing ones show as skipped)")
+    suite.add_argument("--backends", nargs="+", default=None, metavar="BACKEND[:PRECISION]",
+                       help="export rows as backend[:precision] items, space- or comma-separated, e.g. "
+                       f"onnxruntime:int8 openvino:bf16 (precision default fp32; backends {', '.join(EXPORT_BACKENDS)}; "
+                       f"precisions {', '.join(PRECISIONS)}). Default on CPU: {' '.join(t.item for t in CPU_TARGETS)}; "
+                       f"on CUDA: {' '.join(t.item for t in CUDA_TARGETS)}. "
+                       "Rows this machine cannot run show as skipped with the reason")
     suite.add_argument("--out", default="runs/benchmark", help="suite output folder (default: %(default)s)")
+    suite.add_argument("--force", action="store_true",
+                       help="overwrite an existing result in --out even when the machine's load exceeded its "
+                       "logical cores during the run (default: write it beside as suite.loaded.*)")
     server = parser.add_argument_group("server mode (delegates to sdk.serving.loadgen)")
     server.add_argument("--server", default=None, metavar="URL", help="host:port of a KServe v2 / Triton gRPC server")
     server.add_argument("--model", default=None, metavar="NAME", help="model name on the server")
@@ -154,18 +166,22 @@ def _run_model(args: argparse.Namespace, command: str | None) -> int:
 
 
 def _run_suite(args: argparse.Namespace, command: str | None) -> int:
-    from sdk.benchmarks.suite import DEFAULT_BACKENDS, run_suite, write_suite
+    from sdk.benchmarks.suite import run_suite
+    from sdk.benchmarks.suite_report import write_suite
+    from sdk.benchmarks.targets import default_targets, parse_targets
 
+    targets = parse_targets(args.backends) if args.backends else list(default_targets(args.device))
     encoded, label = _images(args)
-    backends = [b for b in (args.backends or ",".join(DEFAULT_BACKENDS)).split(",") if b]
     suite = run_suite(
-        args.targets[1], encoded, backends=backends, device=args.device, batch_sizes=args.batch or [1, 8],
+        args.targets[1], encoded, backends=targets, device=args.device, batch_sizes=args.batch or [1, 8],
         input_size=args.input_size, images_label=label, dataset=args.dataset, dataset_images=args.dataset_images,
         out_dir=args.out, **_timing_kwargs(args),
     )
     suite["command"] = command
-    paths = write_suite(suite, args.out)
+    paths = write_suite(suite, args.out, force=args.force)
     print(paths["table"].read_text(encoding="utf-8"))
+    if suite["written"]["message"]:
+        print(suite["written"]["message"])
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
 

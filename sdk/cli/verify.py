@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sdk.precision import DEFAULT_MAX_MAP_DROP
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -11,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="check an exported model_dir against its checkpoint (matched boxes, score and mAP differences)",
         description="Run the eager checkpoint and the exported model_dir on the same images (with the model_dir's "
                     "preprocessing and thresholds) and report matched detections (IoU >= 0.99, same label), the "
-                    "largest score difference and, with --dataset, both bbox mAPs. Exit status 1 past tolerance.",
+                    "largest score difference and, with --dataset, both bbox mAPs, the mAP drop and the classes that lost "
+                    "the most AP. Exit status 1 past the tolerance of the model_dir's precision (fp32 0.002, "
+                    "fp16/bf16 0.005, int8 0.015 bbox mAP by default).",
     )
     p.add_argument("model_dir", help="exported model_dir (sdk export)")
     p.add_argument("--checkpoint", metavar="CKPT",
@@ -23,11 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset-images", metavar="DIR",
                    help="folder the annotation file_names are relative to (default: <ann_dir>/../images)")
     p.add_argument("--max-images", type=int, default=50, help="at most this many images from --images (default 50)")
-    p.add_argument("--tolerance", type=float, default=0.002, help="largest |mAP difference| allowed (default 0.002)")
-    p.add_argument("--score-tolerance", type=float, default=1e-3,
-                   help="largest score difference of matched detections allowed (default 1e-3)")
-    p.add_argument("--min-match", type=float, default=0.98,
-                   help="smallest fraction of detections that must match (default 0.98)")
+    p.add_argument("--max-map-drop", "--tolerance", dest="max_map_drop", type=float, metavar="D",
+                   help="largest bbox mAP drop allowed (default by the model_dir's precision: "
+                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_MAX_MAP_DROP.items())
+                        + "; fp32 fails a difference that large either way)")
+    p.add_argument("--score-tolerance", type=float,
+                   help="largest score difference of matched detections allowed (default 1e-3 for fp32; "
+                        "reduced precisions report it without gating)")
+    p.add_argument("--min-match", type=float,
+                   help="smallest fraction of detections that must match (default 0.98 for fp32; reduced "
+                        "precisions report it without gating)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -39,10 +48,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sdk.cli.test import default_images_dir
-    from sdk.engine.verify import Tolerance, format_report, load_image_folder, verify_model_dir
+    from dataclasses import replace
 
-    tolerance = Tolerance(min_match_ratio=args.min_match, max_score_diff=args.score_tolerance,
-                          max_map_delta=args.tolerance)
+    from sdk.engine.verify import Tolerance, format_report, load_image_folder, verify_model_dir
+    from sdk.manifest import load_model_dir
+
+    precision = load_model_dir(args.model_dir, verify_files=False).manifest.precision
+    tolerance = Tolerance.for_precision(precision, max_map_drop=args.max_map_drop)
+    overrides = {k: v for k, v in (("min_match_ratio", args.min_match), ("max_score_diff", args.score_tolerance))
+                 if v is not None}
+    tolerance = replace(tolerance, **overrides)
     images = load_image_folder(args.images, limit=args.max_images) if args.images else None
     dataset = None
     if args.dataset:

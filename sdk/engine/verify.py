@@ -23,20 +23,44 @@ import numpy as np
 from sdk.detections import Detections
 from sdk.errors import ConfigError
 from sdk.images import load_image
+from sdk.precision import default_max_map_drop
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass criteria: at least ``min_match_ratio`` of the detections matched (IoU >=
-    ``match_iou``, same label), matched scores within ``max_score_diff``, and (with a
-    dataset) ``|mAP_export - mAP_eager| <= max_map_delta``."""
+    """Pass criteria of the accuracy gate.
+
+    A detection is matched when the other side has one of the same label with IoU >=
+    ``match_iou``. The export passes when at least ``min_match_ratio`` of the detections
+    match, matched scores differ by at most ``max_score_diff`` (either may be ``None``:
+    reported, not gated), and, with a dataset, the bbox mAP drop (eager minus exported)
+    is at most ``max_map_drop``; ``two_sided`` also fails a *gain* that large (an fp32
+    graph must not differ either way).
+    """
 
     match_iou: float = 0.99
-    min_match_ratio: float = 0.98
-    max_score_diff: float = 1e-3
-    max_map_delta: float = 0.002
+    min_match_ratio: float | None = 0.98
+    max_score_diff: float | None = 1e-3
+    max_map_drop: float = 0.002
+    two_sided: bool = True
+
+    @classmethod
+    def for_precision(cls, precision: str, *, max_map_drop: float | None = None) -> "Tolerance":
+        """The default gate of ``precision`` (``sdk.precision.DEFAULT_MAX_MAP_DROP``).
+
+        fp32 compares detection by detection (IoU 0.99, scores within 1e-3, 98% matched)
+        and the mAP both ways. Reduced precisions move boxes and scores a little by
+        design: their gate is the one-sided mAP drop, and the match rate (IoU >= 0.5,
+        same label) and score drift are reported beside it.
+        """
+        drop = default_max_map_drop(precision) if max_map_drop is None else float(max_map_drop)
+        if drop < 0:
+            raise ConfigError(f"--max-map-drop must be >= 0, got {drop}")
+        if precision == "fp32":
+            return cls(max_map_drop=drop)
+        return cls(match_iou=0.5, min_match_ratio=None, max_score_diff=None, max_map_drop=drop, two_sided=False)
 
 
 @dataclass
@@ -51,6 +75,8 @@ class VerifyReport:
     tolerance: Tolerance
     eager_mAP: float | None = None
     export_mAP: float | None = None
+    precision: str = "fp32"
+    classwise_drop: dict[str, float] = field(default_factory=dict)  # class -> eager AP - exported AP
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -79,6 +105,9 @@ class VerifyReport:
             "eager_bbox_mAP": self.eager_mAP,
             "export_bbox_mAP": self.export_mAP,
             "mAP_delta": self.mAP_delta,
+            "precision": self.precision,
+            "max_map_drop": self.tolerance.max_map_drop,
+            "classwise_AP_drop": dict(self.classwise_drop),
             "passed": self.passed,
             "failures": list(self.failures),
         }
@@ -185,20 +214,26 @@ def verify_model_dir(
     checkpoint: str | os.PathLike | None = None,
     images: Sequence[np.ndarray] | None = None,
     dataset: tuple[str, str] | None = None,
-    tolerance: Tolerance = Tolerance(),
+    tolerance: Tolerance | None = None,
     device: str = "cpu",
     batch_size: int | None = None,
     progress: bool = False,
 ) -> VerifyReport:
     """Compare ``model_dir`` with its checkpoint on ``images`` (RGB arrays) or on a COCO
-    ``dataset`` = (annotation file, images folder); default 8 synthetic images."""
+    ``dataset`` = (annotation file, images folder); default 8 synthetic images.
+    ``tolerance`` defaults to the gate of the model_dir's precision (``Tolerance.for_precision``)."""
     from sdk import Detector
 
+    from sdk.manifest import load_model_dir
+
     checkpoint = Path(checkpoint) if checkpoint else default_checkpoint(model_dir)
+    precision = load_model_dir(model_dir, verify_files=False).manifest.precision
+    tolerance = tolerance or Tolerance.for_precision(precision)
     eager = eager_reference(checkpoint, model_dir, device=device)
     exported = Detector(model_dir, device=device, batch_size=batch_size)
     batch = exported.batch_size
     eager_map = export_map = None
+    classwise_drop: dict[str, float] = {}
     if dataset is not None:
         from sdk.data.coco import CocoDetection
         from sdk.engine.evaluate import run_inference
@@ -208,8 +243,11 @@ def verify_model_dir(
         coco = CocoDetection(ann_file, images_dir)
         eager_dets = run_inference(eager, coco, batch_size=batch, progress=progress, desc="eager")
         export_dets = run_inference(exported, coco, batch_size=batch, progress=progress, desc="exported")
-        eager_map = float(evaluate_coco(ann_file, eager_dets)["bbox_mAP"])
-        export_map = float(evaluate_coco(ann_file, export_dets)["bbox_mAP"])
+        eager_metrics = evaluate_coco(ann_file, eager_dets, classwise=True)
+        export_metrics = evaluate_coco(ann_file, export_dets, classwise=True)
+        eager_map, export_map = float(eager_metrics["bbox_mAP"]), float(export_metrics["bbox_mAP"])
+        classwise_drop = {name: ap - export_metrics["classwise"][name]
+                          for name, ap in eager_metrics["classwise"].items() if ap >= 0}
         pairs = [(eager_dets[i], export_dets[i]) for i in coco.image_ids]
     else:
         images = list(images) if images is not None else synthetic_images(8)
@@ -231,27 +269,45 @@ def verify_model_dir(
         tolerance=tolerance,
         eager_mAP=eager_map,
         export_mAP=export_map,
+        precision=precision,
+        classwise_drop=classwise_drop,
     )
-    if report.match_ratio < tolerance.min_match_ratio:
-        report.failures.append(f"match ratio {report.match_ratio:.4f} < {tolerance.min_match_ratio}")
-    if max_diff > tolerance.max_score_diff:
-        report.failures.append(f"max score difference {max_diff:.2e} > {tolerance.max_score_diff:.0e}")
-    if report.mAP_delta is not None and abs(report.mAP_delta) > tolerance.max_map_delta:
-        report.failures.append(f"|mAP delta| {abs(report.mAP_delta):.4f} > {tolerance.max_map_delta}")
+    report.failures += gate_failures(report)
     return report
 
 
-def format_report(report: VerifyReport) -> str:
-    """A few human-readable lines."""
+def gate_failures(report: VerifyReport) -> list[str]:
+    """What of ``report`` is past its tolerance, one phrase each (empty: passed)."""
+    tol, failures = report.tolerance, []
+    if tol.min_match_ratio is not None and report.match_ratio < tol.min_match_ratio:
+        failures.append(f"match ratio {report.match_ratio:.4f} < {tol.min_match_ratio}")
+    if tol.max_score_diff is not None and report.max_score_diff > tol.max_score_diff:
+        failures.append(f"max score difference {report.max_score_diff:.2e} > {tol.max_score_diff:.0e}")
+    delta = report.mAP_delta
+    if delta is not None:
+        if -delta > tol.max_map_drop:
+            failures.append(f"bbox mAP dropped by {-delta:.4f} ({report.eager_mAP:.4f} -> {report.export_mAP:.4f}), "
+                            f"more than the {report.precision} tolerance {tol.max_map_drop}")
+        elif tol.two_sided and delta > tol.max_map_drop:
+            failures.append(f"bbox mAP differs by {delta:+.4f} ({report.eager_mAP:.4f} -> {report.export_mAP:.4f}), "
+                            f"more than the {report.precision} tolerance {tol.max_map_drop} either way")
+    return failures
+
+
+def format_report(report: VerifyReport, *, worst_classes: int = 5) -> str:
+    """A few human-readable lines: counts, match rate, score drift, mAPs, the classes
+    that lost the most AP, and PASSED or FAILED with the reasons."""
     lines = [
-        f"images: {report.num_images}; detections eager {report.eager_detections}, "
+        f"{report.precision} export: images {report.num_images}; detections eager {report.eager_detections}, "
         f"exported {report.export_detections}; matched {report.matched} "
         f"({report.match_ratio:.2%}, IoU >= {report.tolerance.match_iou}, same label)",
         f"max score difference of matched detections: {report.max_score_diff:.2e}",
     ]
     if report.mAP_delta is not None:
         lines.append(f"bbox mAP eager {report.eager_mAP:.4f}, exported {report.export_mAP:.4f}, "
-                     f"delta {report.mAP_delta:+.4f}")
+                     f"delta {report.mAP_delta:+.4f} (allowed drop {report.tolerance.max_map_drop})")
+    worst = sorted(report.classwise_drop.items(), key=lambda item: -item[1])[:worst_classes]
+    if worst:
+        lines.append("largest per-class AP drops: " + ", ".join(f"{name} {drop:+.4f}" for name, drop in worst))
     lines.append("PASSED" if report.passed else "FAILED: " + "; ".join(report.failures))
     return "\n".join(lines)
-

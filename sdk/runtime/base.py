@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # manifest backend -> (module, class)
 _BACKEND_CLASSES = {
     "onnxruntime": ("sdk.runtime.onnxruntime_backend", "OnnxRuntimeBackend"),
+    "openvino": ("sdk.runtime.openvino_backend", "OpenVINOBackend"),
     "tensorrt": ("sdk.runtime.tensorrt_backend", "TensorRTBackend"),
     "aoti": ("sdk.runtime.aoti_backend", "AOTIBackend"),
 }
@@ -35,7 +36,7 @@ class Backend(Protocol):
     """Runs a network on one preprocessed batch.
 
     Attributes:
-        name: the backend's name (``"onnxruntime"``, ``"tensorrt"``, ``"aoti"``, ``"torch"``).
+        name: the backend's name (``"onnxruntime"``, ``"openvino"``, ``"tensorrt"``, ``"aoti"``, ``"torch"``).
         min_batch, max_batch: batch sizes ``infer`` accepts. ``Detector`` splits inputs
             into chunks of at most ``max_batch`` and pads a smaller final chunk up to
             ``min_batch`` (a fixed-batch engine has ``min_batch == max_batch``).
@@ -58,6 +59,7 @@ def create_backend(loaded: LoadedModelDir, *, device: str = "cpu", **options: An
     """Construct the backend ``loaded.manifest.backend`` names on ``device``.
 
     ``options`` go to the backend class (onnxruntime: ``intra_op_threads``, ``warmup``;
+    openvino: ``num_threads``, ``num_streams``, ``warmup``;
     e.g. one thread per instance when a server runs several). Raises
     ``BackendUnavailableError`` when that backend (its SDK module, its library or the
     device) is not available here.

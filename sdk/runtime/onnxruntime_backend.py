@@ -62,6 +62,9 @@ class OnnxRuntimeBackend:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = _providers(device)
+        if manifest.precision == "fp16" and providers[0] == "CPUExecutionProvider":
+            log.info("fp16 model on ONNX Runtime's CPU provider: its fp16 layers run as fp32 kernels between casts "
+                     "(no speed-up); on a CPU export --precision int8, or --backend openvino --precision bf16")
         self.session = _create_session(loaded, options, providers, plugin_ops)
         if providers[0] != "CPUExecutionProvider" and "CUDAExecutionProvider" not in self.session.get_providers():
             raise BackendUnavailableError(
@@ -171,7 +174,14 @@ def _create_session(
             plugin_ops.prepare_model(loaded.model_path).SerializeToString() if plugin_ops else str(loaded.model_path)
         )
         return ort.InferenceSession(model, sess_options=options, providers=providers)
-    except (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf, ort_state.NotImplemented) as exc:
+    except ort_state.NotImplemented as exc:
+        precision = loaded.manifest.precision
+        raise BackendUnavailableError(
+            f"ONNX Runtime {ort.__version__} ({', '.join(p if isinstance(p, str) else p[0] for p in providers)}) has "
+            f"no kernel for a node of the {precision} graph {loaded.model_path}: {str(exc).strip()[:200]}. Run this "
+            "precision elsewhere (bf16: --backend openvino) or export --precision fp32 or int8"
+        ) from exc
+    except (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf) as exc:
         exported_with = loaded.manifest.library_versions.get("onnxruntime", "unknown")
         raise BackendUnavailableError(
             f"ONNX Runtime {ort.__version__} cannot load {loaded.model_path} (exported next to onnxruntime "

@@ -25,9 +25,22 @@ def tiny_checkpoint(make_random_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def suite_dir(tiny_checkpoint, tmp_path_factory):
+def small_peak_kernels():
+    """Shrink the physical-reference kernels so a suite's peak measurement takes
+    milliseconds (the full sizes are for real runs)."""
+    from sdk.benchmarks import peak_kernels
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(peak_kernels, "MATMUL_N", 128)
+        mp.setattr(peak_kernels, "CONV_C", 16)
+        mp.setattr(peak_kernels, "CONV_HW", 16)
+        yield
+
+
+@pytest.fixture(scope="module")
+def suite_dir(tiny_checkpoint, tmp_path_factory, small_peak_kernels):
     out = tmp_path_factory.mktemp("suite")
-    code = main(["benchmark", "suite", str(tiny_checkpoint), "--backends", "onnxruntime,tensorrt",
+    code = main(["benchmark", "suite", str(tiny_checkpoint), "--backends", "onnxruntime", "tensorrt:fp16",
                  "--batch", "1,2", "--out", str(out), *FAST])
     assert code == 0
     return out
@@ -39,7 +52,8 @@ def check_result_schema(result: dict, *, batch_sizes: list[int]) -> None:
         result["model"]
     )
     assert result["model"]["size_mb"] > 0 and result["model"]["parameters"] > 0 and result["model"]["gflops"] > 0
-    assert {"cpu_model", "cpu_cores", "libraries", "date_utc", "load_average_1m"} <= set(result["environment"])
+    assert {"cpu_model", "cpu_flags", "cpu_cores_logical", "cpu_cores_physical", "libraries", "date_utc",
+            "load_average_1m", "load"} <= set(result["environment"])
     assert [b["batch_size"] for b in result["batches"]] == batch_sizes
     for batch in result["batches"]:
         assert batch["iterations"] == 2
@@ -54,7 +68,7 @@ def check_result_schema(result: dict, *, batch_sizes: list[int]) -> None:
         assert batch["peak_rss_mb"] > 0
 
 
-def test_checkpoint_benchmark_writes_json_markdown_and_plot(tiny_checkpoint, tmp_path, capsys):
+def test_checkpoint_benchmark_writes_json_markdown_and_plot(tiny_checkpoint, tmp_path, capsys, small_peak_kernels):
     paths = {k: tmp_path / f"out.{k}" for k in ("json", "md", "png")}
     code = main(["benchmark", str(tiny_checkpoint), "--batch", "1,2", "--json", str(paths["json"]),
                  "--markdown", str(paths["md"]), "--plot", str(paths["png"]), "--peak", *FAST])
@@ -64,7 +78,8 @@ def test_checkpoint_benchmark_writes_json_markdown_and_plot(tiny_checkpoint, tmp
     assert result["model"]["kind"] == "checkpoint" and result["model"]["backend"] == "torch"
     assert result["model"]["input_hw"] == [320, 320]
     assert result["settings"]["threads"] == 1
-    assert result["achieved"]["fraction_of_peak"] > 0
+    assert result["achieved"]["fraction_of_peak"] > 0 and result["achieved"]["reference_class"] == "fp32"
+    assert result["achieved"]["reference"] == result["peak_reference"]["references"]["fp32"]["kernel"]
     markdown = paths["md"].read_text()
     assert "sdk benchmark" in markdown and "| batch |" in markdown and "Physical reference" in markdown
     assert paths["png"].read_bytes()[:8] == PNG_MAGIC
@@ -74,16 +89,24 @@ def test_checkpoint_benchmark_writes_json_markdown_and_plot(tiny_checkpoint, tmp
 def test_suite_runs_onnxruntime_and_reports_missing_backends(suite_dir):
     suite = json.loads((suite_dir / "suite.json").read_text())
     rows = {row["name"]: row for row in suite["rows"]}
-    assert list(rows) == ["torchvision eager", "sdk eager", "onnxruntime", "tensorrt"]
+    assert list(rows) == ["torchvision eager", "sdk eager", "onnxruntime fp32", "tensorrt fp16"]
     assert rows["torchvision eager"]["status"] == "n/a" and "no builder" in rows["torchvision eager"]["reason"]
-    assert rows["sdk eager"]["status"] == "ok" and rows["onnxruntime"]["status"] == "ok"
-    assert rows["tensorrt"]["status"] == "skipped" and rows["tensorrt"]["reason"]
-    check_result_schema(rows["onnxruntime"]["result"], batch_sizes=[1, 2])
+    assert rows["sdk eager"]["status"] == "ok" and rows["onnxruntime fp32"]["status"] == "ok"
+    assert rows["tensorrt fp16"]["status"] == "skipped" and rows["tensorrt fp16"]["reason"]
+    assert (rows["tensorrt fp16"]["backend"], rows["tensorrt fp16"]["precision"]) == ("tensorrt", "fp16")
+    check_result_schema(rows["onnxruntime fp32"]["result"], batch_sizes=[1, 2])
     # the FLOP count is taken once on the checkpoint and shared by its export
-    assert rows["onnxruntime"]["result"]["model"]["gflops"] == suite["cost"]["gflops"]
+    assert rows["onnxruntime fp32"]["result"]["model"]["gflops"] == suite["cost"]["gflops"]
+    assert rows["onnxruntime fp32"]["result"]["achieved"]["reference_class"] == "fp32"
+    assert {"before", "after", "max_1m", "busy"} <= set(suite["load"]) and suite["environment"]["cpu_model"]
+    assert suite["written"]["stem"] == "suite" and not suite["written"]["refused"]  # nothing existed to refuse
+    assert [r["name"] for r in suite["summary"]] == list(rows)
     table = (suite_dir / "suite.md").read_text()
-    assert "| onnxruntime | ok |" in table and "| tensorrt | skipped:" in table and "speed-up vs sdk eager" in table
+    assert "| onnxruntime | fp32 | ok |" in table and "| tensorrt | fp16 | skipped:" in table
+    assert "speed-up vs sdk eager" in table and "bbox mAP" not in table and "| img/s b2 |" in table
+    assert "Physical reference per precision" in table and "CPU inference flags" in table
     assert (suite_dir / "suite_latency.png").read_bytes()[:8] == PNG_MAGIC
+    assert (suite_dir / "models" / "onnxruntime_fp32" / "manifest.json").is_file()
 
 
 def test_model_dir_benchmark_with_map(suite_dir, tmp_path):
@@ -91,7 +114,7 @@ def test_model_dir_benchmark_with_map(suite_dir, tmp_path):
 
     data = generate_synthetic_coco(tmp_path / "data", num_train=0, num_val=2, image_size=96, seed=0, progress=False)
     out = tmp_path / "r.json"
-    code = main(["benchmark", str(suite_dir / "models" / "onnxruntime"), "--dataset", str(data.val_json),
+    code = main(["benchmark", str(suite_dir / "models" / "onnxruntime_fp32"), "--dataset", str(data.val_json),
                  "--json", str(out), *FAST])
     assert code == 0
     result = json.loads(out.read_text())
@@ -102,7 +125,7 @@ def test_model_dir_benchmark_with_map(suite_dir, tmp_path):
 
 
 def test_model_dir_runs_only_on_its_own_backend(suite_dir, capsys):
-    assert main(["benchmark", str(suite_dir / "models" / "onnxruntime"), "--backend", "aoti", *FAST]) == 2
+    assert main(["benchmark", str(suite_dir / "models" / "onnxruntime_fp32"), "--backend", "aoti", *FAST]) == 2
     assert "onnxruntime model_dir; it cannot run on 'aoti'" in capsys.readouterr().err
 
 
@@ -135,9 +158,35 @@ def test_server_mode_delegates_to_the_load_generator(monkeypatch, tmp_path, caps
         (["benchmark", "m.pt", "--server", "h:1", "--model", "x"], "takes no MODEL"),
         (["benchmark", "--server", "h:1"], "needs --model"),
         (["benchmark", "missing.pt"], "model not found"),
+        (["benchmark", "suite", "m.pt", "--backends", "onnxruntime:int4"], "unknown precision 'int4'"),
+        (["benchmark", "suite", "m.pt", "--backends", "onnx:fp32"], "unknown backend 'onnx'"),
     ],
 )
 def test_user_errors_print_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_suite_int8_row_calibrates_on_the_dataset_and_reports_its_map(tiny_checkpoint, tmp_path, small_peak_kernels):
+    """The real exporter: an OpenVINO int8 row calibrated on the suite's dataset, with mAP."""
+    from sdk.benchmarks.exporting import unavailable_reason
+    from sdk.benchmarks.targets import ExportTarget
+    from sdk.data.synthetic import generate_synthetic_coco
+
+    reason = unavailable_reason(ExportTarget("openvino", "int8"))
+    if reason:
+        pytest.skip(f"openvino int8 export unavailable here: {reason}")
+    data = generate_synthetic_coco(tmp_path / "data", num_train=0, num_val=2, image_size=96, seed=0, progress=False)
+    out = tmp_path / "suite"
+    assert main(["benchmark", "suite", str(tiny_checkpoint), "--backends", "openvino:int8", "--batch", "1",
+                 "--dataset", str(data.val_json), "--out", str(out), *FAST]) == 0
+    suite = json.loads((out / "suite.json").read_text())
+    row = suite["rows"][-1]
+    assert row["name"] == "openvino int8" and row["status"] == "ok", row.get("reason")
+    assert row["calibration"]["calib_dataset"] == str(data.val_json)
+    assert row["result"]["model"]["precision"] == "int8" and row["result"]["achieved"]["reference_class"] == "int8"
+    assert 0 <= row["result"]["accuracy"]["bbox_mAP"] <= 1
+    assert json.loads((out / "models" / "openvino_int8" / "manifest.json").read_text())["precision"] == "int8"
+    table = (out / "suite.md").read_text()
+    assert "| openvino | int8 | ok |" in table and "bbox mAP" in table and "calibrated on the dataset's images" in table

@@ -124,8 +124,8 @@ def test_move_and_rewrite_in_place(tmp_path):
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        ({"backend": "openvino"}, "backend"),
-        ({"precision": "bf16"}, "precision"),
+        ({"backend": "tflite"}, "backend"),
+        ({"precision": "int4"}, "precision"),
         ({"postprocess": {"score_thr": 0.1}}, "postprocess"),
         ({"input_shape": (32, 32)}, "disagrees"),
         ({"max_batch": 0}, "max_batch"),
@@ -193,7 +193,7 @@ def test_missing_nested_field(tmp_path, section, field):
         (lambda d: d.update(classes="cat"), r"field 'classes' must be a list"),
         (lambda d: d["input"].update(max_batch="8"), r"field 'input\.max_batch' must be an integer"),
         (lambda d: d["input"].update(max_batch=True), r"field 'input\.max_batch' must be an integer"),
-        (lambda d: d.update(backend="openvino"), r"field 'backend' must be one of"),
+        (lambda d: d.update(backend="tflite"), r"field 'backend' must be one of"),
         (lambda d: d["input"].update(shape=[-1, 3, 32, 32]), r"disagrees with the preprocess input size"),
         (lambda d: d["input"].update(min_batch=9), r"min_batch <= max_batch"),
         (lambda d: d["outputs"].pop(0), r"lacks the detection contract outputs \['num_dets'\]"),

@@ -108,7 +108,7 @@ def _nms_graph(path, *, weights: np.ndarray, candidates: np.ndarray, max_det: in
     """uint8 images -> sdk::BatchedNMS over fixed ``candidates`` [N, 4] with scores
     [B, N, 2] = ``weights`` [N, 2] * (mean R, mean G) / 255: the TensorRT-flavor tail."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     inits = [
         numpy_helper.from_array(candidates[None].astype(np.float32), "cand"),
@@ -195,3 +195,32 @@ def test_tensorrt_flavor_graph_runs_with_sdk_custom_ops(tmp_path):
     for name, ref in zip(("num_dets", "boxes", "scores", "labels"), expected):
         np.testing.assert_allclose(out[name], ref.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
     assert out["num_dets"].min() > 0
+
+
+def test_a_graph_without_cpu_kernels_fails_in_one_line(tmp_path):
+    """A bf16 Conv (opset 22): ONNX Runtime's CPU provider has no kernel for it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from sdk.converters.model_dir import write_model_dir
+
+    weight = helper.make_tensor("w", TensorProto.BFLOAT16, (1, 3, 1, 1), np.zeros(3, np.uint16).tobytes(), raw=True)
+    nodes = [helper.make_node("Cast", ["images"], ["x"], to=TensorProto.BFLOAT16),
+             helper.make_node("Conv", ["x", "w"], ["y"]),
+             helper.make_node("Cast", ["y"], ["num_dets"], to=TensorProto.INT32)]
+    outputs = [helper.make_tensor_value_info("num_dets", TensorProto.INT32, None)]
+    for name, dtype in (("boxes", TensorProto.FLOAT), ("scores", TensorProto.FLOAT), ("labels", TensorProto.INT32)):
+        nodes.append(helper.make_node("Cast", ["y"], [name], to=dtype))
+        outputs.append(helper.make_tensor_value_info(name, dtype, None))
+    graph = helper.make_graph(nodes, "bf16", [helper.make_tensor_value_info("images", TensorProto.UINT8, [-1, 3, 8, 8])],
+                              outputs, initializer=[weight])
+    path = tmp_path / "bf16.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)]), path)
+    model_dir = write_model_dir(
+        tmp_path / "model_dir", model_file=path, backend="onnxruntime", flavor="onnxruntime", precision="bf16",
+        model_name="bf16_conv", classes=["a"], preprocess=Preprocess(size=(8, 8)),
+        postprocess={"score_thr": 0.05, "iou_thr": 0.5, "max_det": 1}, input_shape=(8, 8), max_batch=2,
+    )
+    with pytest.raises(BackendUnavailableError, match=r"no kernel for a node of the bf16 graph .* --backend openvino") as info:
+        create_backend(load_model_dir(model_dir))
+    assert "\n" not in str(info.value)

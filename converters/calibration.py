@@ -1,0 +1,109 @@
+"""Calibration images for int8 export, preprocessed exactly as ``Detector`` does.
+
+    paths = calibration_paths(images_dir="data/val", count=300)        # or dataset="val.json"
+    reader = CalibrationReader(paths, preprocess, input_name="images", batch_size=4)
+
+Torch- and onnx-free. ``CalibrationReader`` is what ``onnxruntime.quantization`` reads
+calibration data from (``get_next`` / ``rewind``, its ``CalibrationDataReader`` protocol):
+it yields ``{input_name: batch}`` with ``batch`` uint8 [B, 3, H, W] (or normalized
+float32 when the preprocess does not normalize in the graph), built by
+``sdk.preprocess.preprocess_batch``, the one implementation every runtime uses, so the
+activation ranges are those the deployed model will see.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from sdk.errors import ConfigError
+from sdk.images import IMAGE_SUFFIXES, load_image
+from sdk.preprocess import Preprocess, preprocess_batch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CALIB_COUNT = 300
+
+HOW_TO_CALIBRATE = (
+    "int8 needs real images to calibrate on: pass --calib-images DIR (a folder of representative images) or "
+    "--calib-dataset ANN_JSON (a COCO annotation file; its images are read from <ann_dir>/../images), "
+    f"and optionally --calib-count N (default {DEFAULT_CALIB_COUNT})"
+)
+
+
+def calibration_paths(
+    *, images_dir: str | os.PathLike | None = None, dataset: str | os.PathLike | None = None,
+    count: int = DEFAULT_CALIB_COUNT, seed: int = 0,
+) -> list[Path]:
+    """Up to ``count`` image files from ``images_dir`` or from the images a COCO
+    annotation file ``dataset`` lists; a seeded random sample when there are more
+    (so the subset spans the set, not its first folder). ``ConfigError`` when neither
+    source is given, both are, or no image is found."""
+    if (images_dir is None) == (dataset is None):
+        raise ConfigError(HOW_TO_CALIBRATE if images_dir is None else
+                          "give --calib-images or --calib-dataset, not both")
+    if count < 1:
+        raise ConfigError(f"--calib-count must be >= 1, got {count}")
+    paths = _folder_images(Path(images_dir)) if images_dir is not None else _dataset_images(Path(dataset))
+    if len(paths) > count:
+        paths = sorted(random.Random(seed).sample(paths, count))
+    log.info("calibrating on %d images", len(paths))
+    return paths
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise ConfigError(f"--calib-images {folder} is not a folder; {HOW_TO_CALIBRATE}")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}; {HOW_TO_CALIBRATE}")
+    return paths
+
+
+def _dataset_images(ann_file: Path) -> list[Path]:
+    if not ann_file.is_file():
+        raise ConfigError(f"--calib-dataset {ann_file} not found; {HOW_TO_CALIBRATE}")
+    try:
+        images = json.loads(ann_file.read_text())["images"]
+        names = [str(image["file_name"]) for image in images]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--calib-dataset {ann_file} is not a COCO annotation file ({exc})") from exc
+    root = ann_file.resolve().parent.parent / "images"
+    paths = [root / name for name in names if (root / name).is_file()]
+    if not paths:
+        raise ConfigError(f"none of the {len(names)} images of {ann_file} exist under {root}; {HOW_TO_CALIBRATE}")
+    return paths
+
+
+class CalibrationReader:
+    """Yields ``{input_name: batch}`` for each chunk of ``paths`` (see the module doc);
+    ``rewind()`` starts over (ONNX Runtime's calibrators may read twice)."""
+
+    def __init__(self, paths: Sequence[Path], preprocess: Preprocess, *, input_name: str = "images",
+                 batch_size: int = 1) -> None:
+        self.paths, self.preprocess = list(paths), preprocess
+        self.input_name, self.batch_size = input_name, max(1, batch_size)
+        self._batches: Iterator[dict[str, np.ndarray]] = iter(())
+        self.rewind()
+
+    def __len__(self) -> int:
+        return -(-len(self.paths) // self.batch_size)
+
+    def _generate(self) -> Iterator[dict[str, np.ndarray]]:
+        for start in range(0, len(self.paths), self.batch_size):
+            chunk = self.paths[start : start + self.batch_size]
+            batch, _ = preprocess_batch([str(p) for p in chunk], self.preprocess,
+                                        load=lambda p: load_image(p, channel_order="rgb"))
+            yield {self.input_name: batch}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:
+        self._batches = self._generate()
