@@ -204,9 +204,21 @@ def _export_info(tmp: Path, checkpoint: Path, options: ExportOptions, seconds: f
     return info
 
 
+def _package(out_dir: Path, model_file: Path, *, backend: str, options: ExportOptions, meta: Any,
+             details: dict[str, Any], checkpoint: Path, extra_files: list[Path], plugins: list[str] = ()) -> Path:
+    """``write_model_dir`` with what every ONNX-based exporter records (moves the files)."""
+    from sdk.converters.model_dir import write_model_dir
+
+    return write_model_dir(
+        out_dir, model_file=model_file, backend=backend, flavor=options.flavor, precision=options.precision,
+        precision_details=details, model_name=meta.model_name, classes=meta.classes, preprocess=meta.preprocess,
+        postprocess=meta.postprocess, input_shape=meta.preprocess.static_shape, max_batch=options.max_batch,
+        plugins=plugins, source_checkpoint=checkpoint, extra_files=extra_files, move=True,
+    )
+
+
 def export_onnxruntime(model: Any, meta: Any, out_dir: Path, options: ExportOptions, checkpoint: Path) -> Path:
     """DeployModule -> ONNX (``options.flavor``, ``options.precision``) -> model_dir for ONNX Runtime."""
-    from sdk.converters.model_dir import write_model_dir
     from sdk.converters.onnx_export import uses_custom_ops
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -214,13 +226,8 @@ def export_onnxruntime(model: Any, meta: Any, out_dir: Path, options: ExportOpti
         start = time.perf_counter()
         onnx_path, details = export_precision_onnx(model, meta, Path(tmp), options)
         info = _export_info(Path(tmp), checkpoint, options, time.perf_counter() - start)
-        return write_model_dir(
-            out_dir, model_file=onnx_path, backend="onnxruntime", flavor=options.flavor,
-            precision=options.precision, precision_details=details, model_name=meta.model_name,
-            classes=meta.classes, preprocess=meta.preprocess, postprocess=meta.postprocess,
-            input_shape=meta.preprocess.static_shape, max_batch=options.max_batch,
-            plugins=uses_custom_ops(onnx_path), source_checkpoint=checkpoint, extra_files=[info], move=True,
-        )
+        return _package(out_dir, onnx_path, backend="onnxruntime", options=options, meta=meta, details=details,
+                        checkpoint=checkpoint, extra_files=[info], plugins=uses_custom_ops(onnx_path))
 
 
 def export_openvino(model: Any, meta: Any, out_dir: Path, options: ExportOptions, checkpoint: Path) -> Path:
@@ -229,13 +236,11 @@ def export_openvino(model: Any, meta: Any, out_dir: Path, options: ExportOptions
     OpenVINO's CPU plugin picks its own inference precision (bf16 on CPUs that have
     it) unless told, and the IR cannot carry that setting (``compile_model`` ignores an
     ``INFERENCE_PRECISION_HINT`` in the IR's rt_info), so the runtime backend
-    (``sdk.runtime.openvino_backend``) sets it from the manifest: f32 for every
-    precision but a bf16 model_dir on a float32 graph. The graph then decides: its
-    bfloat16 layers (bf16) and QDQ layers (int8) run so, the rest f32. An fp16 graph
-    computes in f32 on CPUs: OpenVINO's f16 precision would also turn the float32 box
-    decoding to f16, which the graph's casts forbid.
+    (``sdk.runtime.openvino_backend``) sets f32 from the manifest. The graph then
+    decides: its bfloat16 layers (bf16) and QDQ layers (int8) run so, the rest f32. An
+    fp16 graph computes in f32 on CPUs: OpenVINO's f16 precision would also turn the
+    float32 box decoding to f16, which the graph's casts forbid.
     """
-    from sdk.converters.model_dir import write_model_dir
     from sdk.converters.openvino_export import convert_onnx_to_openvino
 
     if options.flavor != "onnxruntime":
@@ -244,18 +249,10 @@ def export_openvino(model: Any, meta: Any, out_dir: Path, options: ExportOptions
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
         start = time.perf_counter()
         onnx_path, details = export_precision_onnx(model, meta, Path(tmp), options)
-        ir_dir = Path(tmp) / "ir"
-        xml, weights = convert_onnx_to_openvino(onnx_path, ir_dir)
+        xml, weights = convert_onnx_to_openvino(onnx_path, Path(tmp) / "ir")
         info = _export_info(Path(tmp), checkpoint, options, time.perf_counter() - start)
-        return write_model_dir(
-            out_dir, model_file=xml, backend="openvino", flavor=options.flavor,
-            precision=options.precision, precision_details=details, model_name=meta.model_name,
-            classes=meta.classes, preprocess=meta.preprocess, postprocess=meta.postprocess,
-            input_shape=meta.preprocess.static_shape, max_batch=options.max_batch,
-            source_checkpoint=checkpoint, extra_files=[weights, info], move=True,
-        )
-
-
+        return _package(out_dir, xml, backend="openvino", options=options, meta=meta, details=details,
+                        checkpoint=checkpoint, extra_files=[weights, info])
 
 
 def _not_available(backend: str, missing: str) -> Callable[..., Path]:

@@ -108,7 +108,7 @@ def _nms_graph(path, *, weights: np.ndarray, candidates: np.ndarray, max_det: in
     """uint8 images -> sdk::BatchedNMS over fixed ``candidates`` [N, 4] with scores
     [B, N, 2] = ``weights`` [N, 2] * (mean R, mean G) / 255: the TensorRT-flavor tail."""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
     inits = [
         numpy_helper.from_array(candidates[None].astype(np.float32), "cand"),
