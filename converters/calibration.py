@@ -83,12 +83,16 @@ def _dataset_images(ann_file: Path) -> list[Path]:
 
 class CalibrationReader:
     """Yields ``{input_name: batch}`` for each chunk of ``paths`` (see the module doc);
-    ``rewind()`` starts over (ONNX Runtime's calibrators may read twice)."""
+    ``rewind()`` starts over. ``len()`` counts batches and ``set_range(start, end)``
+    restricts the reader to batches ``start <= i < end``: ONNX Runtime's strided
+    calibration (``CalibStridedMinMax``) reads a few batches at a time that way, which
+    bounds the activations it holds."""
 
     def __init__(self, paths: Sequence[Path], preprocess: Preprocess, *, input_name: str = "images",
                  batch_size: int = 1) -> None:
         self.paths, self.preprocess = list(paths), preprocess
         self.input_name, self.batch_size = input_name, max(1, batch_size)
+        self._range = (0, len(self))
         self._batches: Iterator[dict[str, np.ndarray]] = iter(())
         self.rewind()
 
@@ -96,8 +100,9 @@ class CalibrationReader:
         return -(-len(self.paths) // self.batch_size)
 
     def _generate(self) -> Iterator[dict[str, np.ndarray]]:
-        for start in range(0, len(self.paths), self.batch_size):
-            chunk = self.paths[start : start + self.batch_size]
+        start, end = self._range
+        for index in range(start, min(end, len(self))):
+            chunk = self.paths[index * self.batch_size : (index + 1) * self.batch_size]
             batch, _ = preprocess_batch([str(p) for p in chunk], self.preprocess,
                                         load=lambda p: load_image(p, channel_order="rgb"))
             yield {self.input_name: batch}
@@ -107,3 +112,7 @@ class CalibrationReader:
 
     def rewind(self) -> None:
         self._batches = self._generate()
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._range = (start_index, end_index)
+        self.rewind()

@@ -34,8 +34,14 @@ from sdk.errors import ConfigError
 log = logging.getLogger(__name__)
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
-#: calibration batches whose activations ONNX Runtime holds before folding them into ranges
+#: at most this many calibration batches' activations are held before they are folded into ranges
 _CALIB_BATCHES_IN_MEMORY = 8
+
+
+def calibration_stride(num_batches: int, most: int = _CALIB_BATCHES_IN_MEMORY) -> int:
+    """The largest divisor of ``num_batches`` up to ``most``: ONNX Runtime's strided
+    calibration needs the batch count to divide evenly."""
+    return max(d for d in range(1, min(most, max(num_batches, 1)) + 1) if num_batches % d == 0)
 
 
 def output_layers(model: onnx.ModelProto) -> list[str]:
@@ -81,8 +87,8 @@ def quantize_int8(
     Args:
         fp32_onnx: the float32 graph (standard ONNX ops; ``sdk::`` plugin nodes cannot
             run in the calibrator).
-        reader: an ``onnxruntime.quantization.CalibrationDataReader`` of preprocessed
-            batches (``sdk.converters.calibration.CalibrationReader``).
+        reader: preprocessed batches with ``len`` and ``set_range``
+            (``sdk.converters.calibration.CalibrationReader``), read a few at a time.
         keep_fp32: node names to leave float32; default ``output_layers``.
 
     Returns the manifest's ``precision_details``: scheme, calibration image count and
@@ -119,7 +125,9 @@ def quantize_int8(
                 "ActivationSymmetric": True,
                 "WeightSymmetric": True,
                 "QuantizeBias": False,  # TensorRT takes int8 Q/DQ only; an int32 bias DQ would not parse
-                "CalibMaxIntermediateOutputs": _CALIB_BATCHES_IN_MEMORY,
+                # not CalibMaxIntermediateOutputs: onnxruntime 1.32 drops each full set of
+                # outputs without folding it into the ranges (only the last partial set counts)
+                "CalibStridedMinMax": calibration_stride(len(reader)),
             },
         )
     quantized = onnx.load(str(out_path), load_external_data=False)

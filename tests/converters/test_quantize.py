@@ -152,3 +152,27 @@ def test_quantize_refuses_plugin_nodes_it_cannot_calibrate(tmp_path, images):
     reader = CalibrationReader(calibration_paths(images_dir=images), PREPROCESS)
     with pytest.raises(ConfigError, match="export int8 with --flavor onnxruntime"):
         quantize_int8(path, tmp_path / "out.onnx", reader)
+
+
+def test_calibration_reads_a_few_batches_at_a_time_and_keeps_every_range(fp32_onnx, images, tmp_path):
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from sdk.converters.quantize import calibration_stride
+
+    assert [calibration_stride(n) for n in (1, 5, 8, 9, 75, 13)] == [1, 5, 8, 3, 5, 1]
+    reader = CalibrationReader(calibration_paths(images_dir=images), PREPROCESS, batch_size=1)
+    reader.set_range(start_index=3, end_index=5)
+    assert sum(1 for _ in iter(reader.get_next, None)) == 2
+    # strided (5 of 10 batches at a time) == every batch held at once: no batch is lost
+    quantize_int8(fp32_onnx, tmp_path / "strided.onnx", CalibrationReader(reader.paths, PREPROCESS))
+    quantize_static(str(fp32_onnx), str(tmp_path / "whole.onnx"), CalibrationReader(reader.paths, PREPROCESS),
+                    quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=["box", "cls"],
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+
+    def input_scale(path):
+        model = onnx.load(str(path))
+        node = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
+        return numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == node.input[1]))
+
+    np.testing.assert_allclose(input_scale(tmp_path / "strided.onnx"), input_scale(tmp_path / "whole.onnx"), rtol=1e-6)
