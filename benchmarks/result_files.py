@@ -66,7 +66,7 @@ def place_result(out_dir: str | Path, stem: str, suite: Mapping[str, Any], *, fo
 
     load = suite.get("load") or {}
     peak, cores = load.get("max_1m"), load.get("logical_cores")
-    busy = bool(load.get("busy")) or (peak is not None and cores is not None and peak > cores)
+    busy = bool(load.get("busy"))
     old = existing_result(out_dir, stem)
     load_text = f"the 1-min load average reached {peak} on {cores} logical cores during this run"
     if old is None:

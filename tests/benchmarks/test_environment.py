@@ -37,6 +37,13 @@ def test_load_monitor_keeps_the_maximum_and_flags_load_above_the_logical_cores(m
                       "logical_cores": 4, "busy": True}
 
 
+def test_the_runs_own_threads_do_not_make_the_machine_busy(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for load, busy in ((2.01, False), (2.5, False), (2.51, True)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, 1.0, 1.0))
+        assert LoadMonitor().busy is busy
+
+
 def test_flags_are_read_from_cpuinfo(monkeypatch):
     monkeypatch.setattr(env_mod, "_cpuinfo_field", lambda name: {"flags": "fpu avx2 avx512f amx_int8"}.get(name))
     flags = env_mod.cpu_flags()
