@@ -88,11 +88,12 @@ def load_text(env: Mapping[str, Any]) -> str:
         text = (f"1-min load average {_num((load.get('before') or [None])[0])} before, max "
                 f"{_num(load.get('max_1m'))} during, {_num((load.get('after') or [None])[0])} after "
                 f"({load.get('samples')} samples)")
-        peak = load.get("max_1m")
+        busy = bool(load.get("busy"))  # LoadMonitor's verdict: the run's own threads allowed for
     else:
         peak = env.get("load_average_1m")
         text = f"1-min load average {_num(peak)} at the end"
-    if peak is not None and logical and peak > logical:
+        busy = peak is not None and bool(logical) and peak > logical
+    if busy:
         text += (f" — busy machine: above the {logical} logical cores, other processes competed for the CPU, "
                  "so timings are inflated and noisy")
     return text
