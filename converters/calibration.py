@@ -53,7 +53,6 @@ def calibration_paths(
     paths = _folder_images(Path(images_dir)) if images_dir is not None else _dataset_images(Path(dataset))
     if len(paths) > count:
         paths = sorted(random.Random(seed).sample(paths, count))
-    log.info("calibrating on %d images", len(paths))
     return paths
 
 

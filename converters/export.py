@@ -116,6 +116,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
         raise ConfigError(f"--max-batch must be >= 1, got {options.max_batch}")
     check_backend_precision(options.backend, options.precision)
     if options.precision == "int8":  # fail on missing calibration data before minutes of export work
+        if options.flavor == "tensorrt" and options.backend != "tensorrt":
+            raise ConfigError("int8 calibration runs the graph in ONNX Runtime, which cannot run the sdk:: plugin "
+                              "nodes: export int8 with --flavor onnxruntime (its standard-op graph also parses in "
+                              "TensorRT)")
         calibration_paths(images_dir=options.calib_images, dataset=options.calib_dataset, count=options.calib_count)
     exporter = EXPORTERS[options.backend]
     loaded = load_checkpoint(checkpoint)
@@ -182,6 +186,7 @@ def export_precision_onnx(model: Any, meta: Any, tmp: Path, options: ExportOptio
 
         paths = calibration_paths(images_dir=options.calib_images, dataset=options.calib_dataset,
                                   count=options.calib_count)
+        log.info("calibrating on %d images", len(paths))
         reader = CalibrationReader(paths, meta.preprocess, batch_size=min(options.max_batch, 4))
         start = time.perf_counter()
         quantized = tmp / "model_int8.onnx"

@@ -263,7 +263,7 @@ def export_checkpoint_tensorrt(model: Any, meta: Any, out_dir: Path, options: An
     import torch
 
     from sdk.converters.onnx_export import export_onnx
-    from sdk.images import expand_image_paths
+    from sdk.converters.calibration import calibration_paths
     from sdk.models.deploy import build_deploy_module
     from sdk.runtime.tensorrt_backend import check_tensorrt_available
 
@@ -279,7 +279,8 @@ def export_checkpoint_tensorrt(model: Any, meta: Any, out_dir: Path, options: An
         engine = build_engine(
             onnx_path, Path(tmp) / "model.engine", fp16=options.fp16, max_batch=options.max_batch,
             input_shape=static, workspace_gb=options.workspace_gb, int8=options.int8,
-            calib_images=expand_image_paths([options.calib_images]) if options.int8 else None,
+            calib_images=calibration_paths(images_dir=options.calib_images, dataset=options.calib_dataset,
+                                           count=options.calib_count) if options.int8 else None,
             preprocess=meta.preprocess, timing_cache=options.timing_cache,
         )
         return write_tensorrt_model_dir(

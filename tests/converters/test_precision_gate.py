@@ -118,6 +118,7 @@ def test_failed_gate_leaves_no_model_dir(trained, data, tmp_path, capsys):
         (["--backend", "aoti", "--int8", "--calib-images", "."], "not available for --backend aoti"),
         (["--fp16", "--verify"], "needs a dataset: add --verify-dataset"),
         (["--backend", "openvino", "--flavor", "tensorrt"], "drop --flavor tensorrt"),
+        (["--int8", "--calib-images", ".", "--flavor", "tensorrt"], "export int8 with --flavor onnxruntime"),
     ],
 )
 def test_bad_precision_uses_fail_in_one_line(trained, tmp_path, capsys, args, message):
