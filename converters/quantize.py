@@ -6,16 +6,23 @@ Built on ``onnxruntime.quantization`` (``quant_pre_process``, then ``quantize_st
 in QDQ format) rather than NNCF: it is already the runtime dependency, it stays
 torch-free, and its QDQ output is the one graph ONNX Runtime's CPU provider runs with
 its VNNI/AMX int8 kernels, OpenVINO executes in int8, and TensorRT takes as explicit
-quantization. The scheme follows what TensorRT accepts, so one artifact serves all
-three: int8 activations and weights, both symmetric (zero point 0), weights per
-output channel, biases float, activation ranges from MinMax calibration on real images.
+quantization. Weights are int8, symmetric, per output channel; biases stay float;
+activation ranges come from MinMax calibration on real images. Activations come in
+two schemes (``ACTIVATION_SCHEMES``), chosen by the backend the graph is for:
 
-What is quantized: every ``Conv``, ``Gemm`` and ``MatMul`` except the *output layers*,
-those from which no other such layer can be reached (the heads' class and box
-predictors): their outputs are the scores and box deltas themselves, where a
-quantization step moves detections, and they are a small share of the FLOPs.
-Everything after them (decoding, thresholds, NMS, RoIAlign) stays float32 since it
-has no quantizable op. ``quantize_int8`` returns what it did for the manifest.
+- ``int8``: symmetric int8 (zero point 0), what TensorRT's explicit quantization
+  takes; OpenVINO runs it as fast as any.
+- ``uint8``: asymmetric uint8, for ONNX Runtime's CPU provider, whose x86 kernels
+  multiply uint8 activations by int8 weights (VPMADDUBSW / VNNI); with int8
+  activations it converts them first and ran RetinaNet R50 2x slower here.
+
+What is quantized: every ``Conv``, ``Gemm`` and ``MatMul``, the heads' class and box
+predictors included (on RetinaNet the 256->720 class predictor is a quarter of the
+head's FLOPs: kept float32 it halved OpenVINO's int8 speed). ``keep_fp32`` keeps
+named layers float32; ``output_layers`` names the predictors, for models whose
+accuracy gate fails with them quantized. Decoding, thresholds, NMS and RoIAlign stay
+float32 since they have no quantizable op. ``quantize_int8`` returns what it did for
+the manifest.
 """
 
 from __future__ import annotations
@@ -34,6 +41,11 @@ from sdk.errors import ConfigError
 log = logging.getLogger(__name__)
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
+#: activation scheme -> what it is, for the manifest
+ACTIVATION_SCHEMES = {
+    "int8": "int8 activations, symmetric (TensorRT's explicit quantization)",
+    "uint8": "uint8 activations, asymmetric (ONNX Runtime's x86 u8s8 kernels)",
+}
 #: at most this many calibration batches' activations are held before they are folded into ranges
 _CALIB_BATCHES_IN_MEMORY = 8
 
@@ -80,7 +92,9 @@ def quantize_int8(
     out_path: str | os.PathLike,
     reader: Any,
     *,
-    keep_fp32: tuple[str, ...] | None = None,
+    activations: str = "int8",
+    keep_fp32: tuple[str, ...] = (),
+    float_output_layers: bool = False,
 ) -> dict[str, Any]:
     """Quantize ``fp32_onnx`` into a QDQ graph at ``out_path``.
 
@@ -89,11 +103,15 @@ def quantize_int8(
             run in the calibrator).
         reader: preprocessed batches with ``len`` and ``set_range``
             (``sdk.converters.calibration.CalibrationReader``), read a few at a time.
-        keep_fp32: node names to leave float32; default ``output_layers``.
+        activations: ``"int8"`` or ``"uint8"`` (``ACTIVATION_SCHEMES``).
+        keep_fp32: node names to leave float32.
+        float_output_layers: also leave the ``output_layers`` (class/box predictors) float32.
 
     Returns the manifest's ``precision_details``: scheme, calibration image count and
     the layers kept float32 (module paths).
     """
+    if activations not in ACTIVATION_SCHEMES:
+        raise ConfigError(f"int8 activations must be one of {sorted(ACTIVATION_SCHEMES)}, got {activations!r}")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -109,7 +127,11 @@ def quantize_int8(
         # Conv), so each fused layer is quantized once instead of a QDQ pair blocking the fusion.
         quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
-        excluded = list(keep_fp32) if keep_fp32 is not None else output_layers(model)
+        names = {n.name for n in model.graph.node}
+        unknown = sorted(set(keep_fp32) - names)
+        if unknown:
+            raise ConfigError(f"cannot keep {unknown} float32: the graph has no such nodes")
+        excluded = list(dict.fromkeys([*keep_fp32, *(output_layers(model) if float_output_layers else ())]))
         paths = {n.name: layer_path(n) for n in source.graph.node}
         quantize_static(
             str(prepared), str(out_path), reader,
@@ -118,11 +140,11 @@ def quantize_int8(
             nodes_to_exclude=excluded,
             per_channel=True,
             reduce_range=False,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={
-                "ActivationSymmetric": True,
+                "ActivationSymmetric": activations == "int8",
                 "WeightSymmetric": True,
                 "QuantizeBias": False,  # TensorRT takes int8 Q/DQ only; an int32 bias DQ would not parse
                 # not CalibMaxIntermediateOutputs: onnxruntime 1.32 drops each full set of
@@ -135,8 +157,9 @@ def quantize_int8(
     log.info("int8: quantized %d of %d layers, kept %d float32", sum(counts.values()) - len(excluded),
              sum(counts.values()), len(excluded))
     return {
-        "scheme": "static post-training quantization, QDQ, int8 activations and weights, symmetric, "
-                  "per-channel weights, MinMax calibration (onnxruntime.quantization)",
+        "scheme": f"static post-training quantization, QDQ, {ACTIVATION_SCHEMES[activations]}, int8 symmetric "
+                  "per-channel weights, float biases, MinMax calibration (onnxruntime.quantization)",
+        "activations": activations,
         "quantized_op_types": list(QUANTIZED_OPS),
         "quantized_layers": sum(counts.values()) - len(excluded),
         "float32_layers": sorted({paths.get(name, name) for name in excluded}),

@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help="int8: COCO annotation file whose images to calibrate on (<ann_dir>/../images)")
     precision.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, metavar="N",
                            help="int8: calibrate on at most N images (default %(default)s)")
+    precision.add_argument("--int8-float-outputs", action="store_true",
+                           help="int8: keep the class/box predictor layers float32, for a model that fails the "
+                                "accuracy gate with them quantized (slower)")
     trt = p.add_argument_group("TensorRT build")
     trt.add_argument("--workspace", type=float, default=4.0, metavar="GB",
                      help="builder workspace memory limit (default %(default)s GB)")
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend, precision=resolve_precision(args), flavor=args.flavor, max_batch=args.max_batch,
         input_size=parse_size(args.input_size), postprocess=postprocess, opset=args.opset, simplify=args.simplify,
         device=args.device, calib_images=args.calib_images, calib_dataset=args.calib_dataset,
-        calib_count=args.calib_count, workspace_gb=args.workspace, timing_cache=args.timing_cache,
+        calib_count=args.calib_count, int8_float_outputs=args.int8_float_outputs, workspace_gb=args.workspace, timing_cache=args.timing_cache,
     )
     options = resolve_backend(options)
     check_backend_precision(options.backend, options.precision)
@@ -123,9 +126,11 @@ def run(args: argparse.Namespace) -> int:
         print(_exported_line(args, Path(args.out), manifest))
         report = verify_export(staging, Path(args.checkpoint), manifest.precision, dataset, args.max_map_drop)
         if not report.passed:
+            int8_hint = ("--int8-float-outputs, " if manifest.precision == "int8" and not args.int8_float_outputs
+                         else "")
             print(f"error: the {manifest.precision} export failed the accuracy gate, so no model_dir was written to "
-                  f"{args.out}; try a larger --calib-count, another precision, or --max-map-drop if the drop is "
-                  "acceptable", file=sys.stderr)
+                  f"{args.out}; try a larger --calib-count, {int8_hint}another precision, or --max-map-drop if the "
+                  "drop is acceptable", file=sys.stderr)
             return 1
         publish_model_dir(staging, Path(args.out))
     return 0

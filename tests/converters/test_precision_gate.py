@@ -74,12 +74,16 @@ def test_reduced_precision_export_passes_the_gate(trained, data, tmp_path, capsy
     assert (manifest.backend, manifest.precision) == (backend, precision)
     if precision == "int8":
         assert manifest.precision_details["calibration_images"] == 16
-        assert "head.classification_head.cls_logits" in manifest.precision_details["float32_layers"]
+        details = manifest.precision_details
+        assert details["float32_layers"] == []  # the predictors quantized too, and still within the gate
+        assert details["activations"] == ("uint8" if backend == "onnxruntime" else "int8")
 
 
 def test_sdk_verify_reports_the_int8_gate(trained, data, tmp_path, capsys):
     out = tmp_path / "int8"
-    assert _export(trained, out, "--int8", "--calib-dataset", str(data.train_json)) == 0
+    assert _export(trained, out, "--int8", "--calib-dataset", str(data.train_json), "--int8-float-outputs") == 0
+    float_layers = load_model_dir(out).manifest.precision_details["float32_layers"]
+    assert "head.classification_head.cls_logits" in float_layers and "head.regression_head.bbox_reg" in float_layers
     report = tmp_path / "report.json"
     assert main(["verify", str(out), "--dataset", str(data.train_json), "--json", str(report), "--no-progress"]) == 0
     result = json.loads(report.read_text())

@@ -119,23 +119,29 @@ def test_output_layers_are_the_convs_nothing_quantizable_follows():
     assert output_layers(helper.make_model(graph)) == ["cls", "tail_matmul"]
 
 
+def _zero_points(model):
+    return [numpy_helper.to_array(t) for t in model.graph.initializer if t.name.endswith("_zero_point")]
+
+
+def _float_weight_convs(model):
+    initializers = {t.name: t for t in model.graph.initializer}
+    return sorted(n.name for n in model.graph.node if n.op_type == "Conv" and n.input[1] in initializers
+                  and initializers[n.input[1]].data_type == TensorProto.FLOAT)
+
+
 def test_quantize_int8_writes_a_qdq_graph_close_to_fp32(fp32_onnx, images, tmp_path):
     reader = CalibrationReader(calibration_paths(images_dir=images), PREPROCESS, batch_size=2)
     out = tmp_path / "int8.onnx"
     details = quantize_int8(fp32_onnx, out, reader)
     model = onnx.load(str(out))
     ops = [n.op_type for n in model.graph.node]
-    assert ops.count("QuantizeLinear") >= 2 and ops.count("DequantizeLinear") >= 2
-    assert details["calibration_images"] == 10 and details["quantized_layers"] == 2
-    # the two prediction convs (box, cls) stay float32: their inputs come straight from float tensors
-    assert details["float32_layers"] == ["box", "cls"]
-    initializers = {t.name: t for t in model.graph.initializer}
-    float_weights = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in initializers
-                     and initializers[n.input[1]].data_type == TensorProto.FLOAT]
-    assert len(float_weights) == 2  # the other conv reads its weights through a DequantizeLinear
+    assert ops.count("QuantizeLinear") >= 3 and ops.count("DequantizeLinear") >= 3
+    # every conv quantized, the box/cls predictors too: each reads its weights through a DequantizeLinear
+    assert details["calibration_images"] == 10 and details["quantized_layers"] == 4
+    assert details["float32_layers"] == [] and _float_weight_convs(model) == []
     # symmetric int8, biases left float: what TensorRT's explicit quantization takes
-    zero_points = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name.endswith("_zero_point")]
-    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    assert details["activations"] == "int8"
+    assert _zero_points(model) and all(z.dtype == np.int8 and not z.any() for z in _zero_points(model))
 
     rng = np.random.default_rng(7)
     batch = rng.integers(0, 256, (3, 3, *PREPROCESS.size), dtype=np.uint8)  # 3: neither calibration batch size
@@ -144,7 +150,28 @@ def test_quantize_int8_writes_a_qdq_graph_close_to_fp32(fp32_onnx, images, tmp_p
     assert int8[1].shape == fp32[1].shape and int8[0].dtype == np.int32
     n = int(min(fp32[0].min(), int8[0].min()))
     assert n > 0
-    np.testing.assert_allclose(np.sort(int8[2][:, :n], axis=1), np.sort(fp32[2][:, :n], axis=1), atol=0.08)  # toy net, 2 int8 layers
+    np.testing.assert_allclose(np.sort(int8[2][:, :n], axis=1), np.sort(fp32[2][:, :n], axis=1), atol=0.08)  # toy net
+
+
+def test_uint8_activations_and_float_output_layers(fp32_onnx, images, tmp_path):
+    reader = CalibrationReader(calibration_paths(images_dir=images), PREPROCESS, batch_size=2)
+    out = tmp_path / "u8.onnx"
+    details = quantize_int8(fp32_onnx, out, reader, activations="uint8", float_output_layers=True)
+    model = onnx.load(str(out))
+    assert details["activations"] == "uint8" and "uint8 activations, asymmetric" in details["scheme"]
+    assert details["quantized_layers"] == 2 and details["float32_layers"] == ["box", "cls"]
+    assert len(_float_weight_convs(model)) == 2
+    activation_zps = [z for z in _zero_points(model) if z.ndim == 0 or z.size == 1]
+    assert activation_zps and all(z.dtype == np.uint8 for z in activation_zps)
+    assert any(z.dtype == np.int8 for z in _zero_points(model))  # the weights stay int8
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"activations": "int4"}, "int8 activations must be one of"),
+                                                  ({"keep_fp32": ("nope",)}, "the graph has no such nodes")])
+def test_quantize_int8_refuses_bad_options(fp32_onnx, images, tmp_path, kwargs, message):
+    reader = CalibrationReader(calibration_paths(images_dir=images, count=2), PREPROCESS)
+    with pytest.raises(ConfigError, match=message):
+        quantize_int8(fp32_onnx, tmp_path / "out.onnx", reader, **kwargs)
 
 
 def test_quantize_refuses_plugin_nodes_it_cannot_calibrate(tmp_path, images):
@@ -167,7 +194,7 @@ def test_calibration_reads_a_few_batches_at_a_time_and_keeps_every_range(fp32_on
     quantize_int8(fp32_onnx, tmp_path / "strided.onnx", CalibrationReader(reader.paths, PREPROCESS))
     quantize_static(str(fp32_onnx), str(tmp_path / "whole.onnx"), CalibrationReader(reader.paths, PREPROCESS),
                     quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=["box", "cls"],
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
 
     def input_scale(path):
