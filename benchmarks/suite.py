@@ -52,7 +52,7 @@ def run_suite(
     """Benchmark ``checkpoint`` on every export target in ``backends`` and the eager references.
 
     ``backends``: ``backend[:precision]`` items (``sdk.benchmarks.targets.parse_targets``;
-    default ``default_targets(device)``). ``kwargs`` go to ``benchmark_pipeline`` (warmup,
+    default ``default_targets(device)``; ``[]``: the references only). ``kwargs`` go to ``benchmark_pipeline`` (warmup,
     iters, duration_s, dataset, dataset_images, images_label, progress, threads).
     Returns ``{"schema", "checkpoint", "device", "rows": [{"name", "backend", "precision",
     "status": "ok"|"skipped"|"failed"|"n/a", "reason"?, "calibration"?, "result"?}],
@@ -66,7 +66,10 @@ def run_suite(
     from sdk.benchmarks.targets import default_targets, parse_targets
     from sdk.checkpoint import load_checkpoint
 
-    targets = parse_targets(backends) if backends is not None else list(default_targets(device))
+    if backends is None:
+        targets = list(default_targets(device))
+    else:  # an empty list: the references only
+        targets = parse_targets(backends) if len(backends) else []
     load = LoadMonitor()
     meta = load_checkpoint(checkpoint).meta
     static = input_size or meta.preprocess.with_static_shape().static_shape

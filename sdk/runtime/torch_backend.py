@@ -107,7 +107,11 @@ def pack_detections(detections: Sequence[dict[str, Any]], *, max_det: int) -> di
 
 
 def _numpy(t: Any) -> np.ndarray:
-    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+    if not hasattr(t, "detach"):
+        return np.asarray(t)
+    t = t.detach().cpu()
+    # under a caller's torch.autocast the model may return bfloat16, which numpy lacks
+    return (t.float() if t.is_floating_point() else t).numpy()
 
 
 def _torch_device(device: str) -> torch.device:

@@ -1,0 +1,5 @@
+import sys
+
+from sdk.benchmarks.gpu.check import main
+
+sys.exit(main())
