@@ -60,8 +60,10 @@ class HttpFrontEnd:
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
         """Listen on ``host:port`` (0 = a free port); returns the bound port."""
-        # access_log off: one log line per request drowns the server's own messages under load
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        # access_log off: one log line per request drowns the server's own messages under load.
+        # handler_cancellation: a client that hangs up cancels its request, whose queued images the
+        # batcher then drops before inference, as it does for a cancelled gRPC call.
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_port=False)
         try:

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -176,8 +178,10 @@ def test_unknown_paths_and_unimplemented_extensions(triton, server):
     assert info.value.status() == "501"
 
 
-def test_full_queue_is_429_and_shared_with_grpc(model_dir, scenes):
-    """One batcher serves both protocols: a request held over gRPC fills the queue HTTP sees."""
+@contextlib.contextmanager
+def gated_server(model_dir, scenes, **settings):
+    """A gRPC + HTTP server whose one instance is held inside ``infer`` by a gRPC request until
+    ``gate.set()``; yields ``(thread, gate, backend, queued)`` (``queued()``: images waiting)."""
     gate = threading.Event()
     gate.set()  # open while the server warms up
     backends: list[GatedBackend] = []
@@ -186,30 +190,57 @@ def test_full_queue_is_429_and_shared_with_grpc(model_dir, scenes):
         backends.append(GatedBackend(backend, gate))
         return backends[-1]
 
-    with serve(model_dir, backend_wrapper=wrap, max_batch_size=1, max_queue_size=1, http_port=0) as thread:
+    with serve(model_dir, backend_wrapper=wrap, max_batch_size=1, http_port=0, **settings) as thread:
         gate.clear()
         backends[0].entered.clear()
-        answers: list = []
-        held = threading.Thread(target=lambda: answers.append(Client(thread.url).detect(png_bytes(scenes[0]))))
+        backends[0].batch_sizes.clear()
+        held = threading.Thread(target=lambda: Client(thread.url).detect(png_bytes(scenes[0])))
         held.start()
         assert backends[0].entered.wait(20)  # the instance is busy with the gRPC request
+
+        def queued() -> float:
+            return thread.server.metrics.registry.get_sample_value("sdk_serving_queue_images", {"model": MODEL_NAME})
+
+        try:
+            yield thread, gate, backends[0], queued
+        finally:
+            gate.set()
+            held.join(30)
+
+
+def wait_until(condition, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_full_queue_is_429_and_shared_with_grpc(model_dir, scenes):
+    """One batcher serves both protocols: a request held over gRPC fills the queue HTTP sees."""
+    with gated_server(model_dir, scenes, max_queue_size=1) as (thread, gate, backend, queued):
+        answers: list = []
         waiting = threading.Thread(target=lambda: answers.append(requests.put(
             f"{thread.http_url}/predictions/{MODEL_NAME}", data=png_bytes(scenes[1]), timeout=60)))
         waiting.start()
-        queue_images = thread.server.metrics.registry.get_sample_value
-        for _ in range(2000):  # until the second request is queued
-            if queue_images("sdk_serving_queue_images", {"model": MODEL_NAME}) == 1:
-                break
-            threading.Event().wait(0.01)
+        wait_until(lambda: queued() == 1)
         full = requests.put(f"{thread.http_url}/predictions/{MODEL_NAME}", data=png_bytes(scenes[2]), timeout=30)
         assert full.status_code == 429 and "queue is full" in full.json()["error"]
         with pytest.raises(ServerError) as info:  # the client maps 429 back to the gRPC name
             Client(thread.http_url).detect(png_bytes(scenes[2]))
         assert info.value.status == "RESOURCE_EXHAUSTED"
         gate.set()
-        held.join(30)
         waiting.join(30)
-        assert len(answers) == 2
+        assert answers[0].status_code == 200 and answers[0].json()[0]["class_name"] == "green"
+
+
+def test_a_client_that_hangs_up_is_dropped_before_inference(model_dir, scenes):
+    with gated_server(model_dir, scenes) as (thread, gate, backend, queued):
+        with pytest.raises(requests.exceptions.Timeout):
+            requests.put(f"{thread.http_url}/predictions/{MODEL_NAME}", data=png_bytes(scenes[1]), timeout=0.5)
+        wait_until(lambda: queued() == 0)  # its image left the queue when the connection closed
+        gate.set()
+        assert requests.put(f"{thread.http_url}/predictions/{MODEL_NAME}", data=png_bytes(scenes[2]), timeout=30).ok
+        assert backend.batch_sizes == [1, 1]  # the held request and the last one; never the abandoned one
 
 
 def test_server_still_serves_after_bad_requests(server, triton, scenes):

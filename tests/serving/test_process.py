@@ -118,7 +118,8 @@ DRAIN_SCRIPT = textwrap.dedent(
     model = ServedModel.from_model_dir(sys.argv[1])
     factory = model.backend_factory
     model = ServedModel(**{**vars(model), "backend_factory": lambda: Slow(factory())})
-    options = ServerOptions(port=int(sys.argv[2]), grace_s=30)
+    http_port = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    options = ServerOptions(port=int(sys.argv[2]), http_port=http_port, grace_s=30)
     asyncio.run(InferenceServer([(model, BatchingConfig(max_batch_size=1))], options).serve_until_signal())
     print("exited cleanly")
     """
@@ -155,6 +156,43 @@ def test_sigterm_drains_in_flight_requests(model_dir, scenes):
         assert [error for _, error in answers] == [None, None, None]
         labels = {r.get_response().id: int(r.as_numpy("labels")[0, 0]) for r, _ in answers}
         assert labels == {"0": 0, "1": 1, "2": 2}
+        assert proc.wait(timeout=60) == 0
+        assert "exited cleanly" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_sigterm_drains_in_flight_http_requests(model_dir, scenes):
+    import threading
+
+    port, http_port = free_port(), free_port()
+    proc = start(["-c", DRAIN_SCRIPT, str(model_dir), str(port), str(http_port)])
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        wait_ready(f"127.0.0.1:{port}", proc)
+        answers: dict[int, object] = {}
+
+        def upload(i: int) -> None:
+            request = urllib.request.Request(f"{base}/predictions/{MODEL_NAME}", data=png_bytes(scenes[i]), method="PUT")
+            answers[i] = json.loads(urllib.request.urlopen(request, timeout=60).read())
+
+        uploads = [threading.Thread(target=upload, args=(i,)) for i in range(3)]  # 3 x 0.4 s, one at a time
+        for thread in uploads:
+            thread.start()
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while True:  # readiness drops at once (503, then the listener closes)
+            try:
+                urllib.request.urlopen(base + "/v2/health/ready", timeout=1)
+            except OSError:  # HTTPError (503) is an OSError too
+                break
+            assert time.monotonic() < deadline, "server still ready after SIGTERM"
+            time.sleep(0.05)
+        for thread in uploads:
+            thread.join(60)
+        assert {i: [r["class_name"] for r in rows] for i, rows in answers.items()} == {0: ["red"], 1: ["green"], 2: ["blue"]}
         assert proc.wait(timeout=60) == 0
         assert "exited cleanly" in proc.stdout.read()
     finally:
