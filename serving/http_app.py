@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from pathlib import Path
 
@@ -70,7 +71,8 @@ class HttpFrontEnd:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
-            raise OSError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); is the port in use? pick another with --http-port") from None
+            reason = os.strerror(exc.errno) if exc.errno else exc  # asyncio's own text repeats the address
+            raise OSError(f"cannot listen on {host}:{port} ({reason}); is the port in use? pick another with --http-port") from None
         return self._runner.addresses[0][1]
 
     async def drain(self, grace_s: float) -> None:

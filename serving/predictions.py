@@ -23,7 +23,7 @@ from tritonclient.grpc import service_pb2
 
 from sdk.detections import Detections
 from sdk.serving.core import ServingCore
-from sdk.serving.protocol import INPUT_NAME, invalid
+from sdk.serving.protocol import INPUT_NAME, RequestError, invalid
 
 _IMAGE_FIELDS = ("data", "body")  # TorchServe's form field names for a request's payload
 _QUERY = {"score_thr": ("score_threshold", float), "max_det": ("max_detections", int)}
@@ -55,13 +55,17 @@ class _Predictions:
 
     async def predict(self, request: web.Request) -> web.Response:
         name, version = request.match_info["name"], request.match_info.get("version", "")
-        self.core.find(name, version)  # 404 before reading a body meant for another model
-        images, multiple = await _images(request)
-        infer = service_pb2.ModelInferRequest(model_name=name, model_version=version)
-        infer.inputs.add(name=INPUT_NAME, datatype="BYTES", shape=[len(images), 1])
-        # BYTES tensor wire format: each element is a 4-byte little-endian length, then the bytes
-        infer.raw_input_contents.append(b"".join(len(data).to_bytes(4, "little") + data for data in images))
-        _set_query_parameters(infer, request.query)
+        deployment = self.core.find(name, version)  # 404 before reading a body meant for another model
+        try:
+            images, multiple = await _images(request)
+            infer = service_pb2.ModelInferRequest(model_name=name, model_version=version)
+            infer.inputs.add(name=INPUT_NAME, datatype="BYTES", shape=[len(images), 1])
+            # BYTES tensor wire format: each element is a 4-byte little-endian length, then the bytes
+            infer.raw_input_contents.append(b"".join(len(data).to_bytes(4, "little") + data for data in images))
+            _set_query_parameters(infer, request.query)
+        except RequestError as exc:  # counted like the requests the core refuses
+            deployment.stats.record_request(0.0, code=exc.code.name)
+            raise
 
         def respond(inputs, dets: Sequence[Detections], deployment) -> Any:
             rows = [detection_rows(det) for det in dets]
@@ -74,7 +78,9 @@ async def _images(request: web.Request) -> tuple[list[bytes], bool]:
     """The uploaded images and whether the answer is a list per image (a form with several)."""
     if request.content_type == "multipart/form-data":
         form = await request.post()  # bounded by client_max_size, as raw bodies are
-        images = [_field_bytes(value) for key, value in form.items() if isinstance(value, web.FileField) or key in _IMAGE_FIELDS]
+        images = [
+            _field_bytes(value) for key, value in form.items() if isinstance(value, web.FileField) or key in _IMAGE_FIELDS
+        ]
         if not images:
             raise invalid("the form has no image: add file fields (curl -F 'data=@demo.jpg' ...)")
         return images, len(images) > 1
@@ -91,6 +97,7 @@ def _field_bytes(value: Any) -> bytes:
 
 
 def _set_query_parameters(infer: service_pb2.ModelInferRequest, query) -> None:
+    """``score_thr`` and ``max_det`` into the v2 request's parameters, checked under their query names."""
     for key, value in query.items():
         if key not in _QUERY:
             raise invalid(f"unknown query parameter '{key}'; /predictions takes 'score_thr' (0..1) and 'max_det' (>= 1)")
@@ -98,12 +105,13 @@ def _set_query_parameters(infer: service_pb2.ModelInferRequest, query) -> None:
         try:
             number = kind(value)
         except ValueError:
-            raise invalid(f"query parameter '{key}' must be {'a number' if kind is float else 'an integer'}; got {value!r}") from None
-        if kind is float and not 0.0 <= number <= 1.0:
-            raise invalid(f"query parameter 'score_thr' must be in [0, 1]; got {value}")
-        if kind is int and number < 1:
-            raise invalid(f"query parameter 'max_det' must be >= 1; got {value}")
+            what = "a number" if kind is float else "an integer"
+            raise invalid(f"query parameter '{key}' must be {what}; got {value!r}") from None
         if kind is float:
+            if not 0.0 <= number <= 1.0:
+                raise invalid(f"query parameter 'score_thr' must be in [0, 1]; got {value}")
             infer.parameters[parameter].double_param = number
         else:
+            if not 1 <= number <= 2**31 - 1:
+                raise invalid(f"query parameter 'max_det' must be >= 1; got {value}")
             infer.parameters[parameter].int64_param = number

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 import pytest
-from devtools import find_chromium, headless_chromium, open_page
+from chromium_devtools import find_chromium, headless_chromium, open_page
 from serving_support import CLASSES, png_bytes
 
 from sdk import Detector
