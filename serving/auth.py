@@ -1,4 +1,4 @@
-"""Bearer-token authentication: a gRPC server interceptor.
+"""Bearer-token authentication: a gRPC server interceptor (the HTTP side uses ``bearer_problem``).
 
 Every RPC must carry the metadata ``authorization: Bearer <token>`` or fails with
 UNAUTHENTICATED, except the liveness/readiness probes an orchestrator sends
@@ -52,10 +52,17 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
             return handler
         metadata = handler_call_details.invocation_metadata or ()
         offered = next((value for key, value in metadata if key == "authorization"), None)
-        if offered is not None and hmac.compare_digest(_as_bytes(offered), self._expected):
+        problem = bearer_problem(offered, self._expected)
+        if problem is None:
             return handler
-        message = "missing bearer token" if offered is None else "invalid bearer token"
-        return _denying_handler(handler, f"{message}: send metadata 'authorization: Bearer <token>'")
+        return _denying_handler(handler, f"{problem}: send metadata 'authorization: Bearer <token>'")
+
+
+def bearer_problem(offered: str | bytes | None, expected: bytes) -> str | None:
+    """None when ``offered`` equals ``expected`` (b"Bearer <token>"; constant time), else what is wrong."""
+    if offered is not None and hmac.compare_digest(_as_bytes(offered), expected):
+        return None
+    return "missing bearer token" if offered is None else "invalid bearer token"
 
 
 def _as_bytes(value: str | bytes) -> bytes:

@@ -1,14 +1,16 @@
-"""``Client``: a thin detection client over stock ``tritonclient.grpc``.
+"""``Client``: a thin detection client over stock ``tritonclient`` (gRPC or HTTP).
 
     from sdk.serving import Client
-    client = Client("127.0.0.1:8001", token="...")        # model: the server's only one
+    client = Client("127.0.0.1:8001", token="...")        # gRPC; model: the server's only one
+    client = Client("http://127.0.0.1:8000")              # the same over KServe v2 REST
     dets = client.detect(["a.jpg", "b.png"])              # -> list[Detections]
 
 Image inputs follow ``sdk.images``: file paths and encoded bytes travel as BYTES
 (encoded; the server decodes); numpy arrays (BGR unless ``channel_order="rgb"``)
 and PIL images travel as UINT8 [N, H, W, 3] RGB when all share one size, else
 PNG-encoded. Boxes come back in original image pixels. Server errors raise
-``ServerError`` carrying the gRPC status name.
+``ServerError`` carrying the gRPC status name, over either protocol (HTTP codes
+are mapped back by ``sdk.serving.status``).
 
 The same client drives a model of a Triton Inference Server repository written by
 ``sdk triton-repo``: such a model takes the network input (uint8 [N, 3, H, W]) and
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import cv2
@@ -28,9 +31,10 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from sdk.detections import Detections
-from sdk.errors import InputError, SDKError
+from sdk.errors import ConfigError, InputError, SDKError
 from sdk.images import load_image
 from sdk.serving.protocol import INPUT_NAME, OUTPUT_NAMES
+from sdk.serving.status import status_name
 
 
 class ServerError(SDKError):
@@ -42,16 +46,49 @@ class ServerError(SDKError):
 
 
 def _status(exc: InferenceServerException) -> str:
-    return str(exc.status() or "UNKNOWN").removeprefix("StatusCode.")
+    return status_name(exc.status())
+
+
+@dataclass(frozen=True)
+class ServerURL:
+    """A parsed server address: ``protocol`` "grpc" or "http", ``address`` host:port, ``tls``."""
+
+    protocol: str
+    address: str
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str, *, tls: bool = False) -> "ServerURL":
+        """``http://``, ``https://``, ``grpc://``, ``grpcs://`` or a bare ``host:port`` (gRPC)."""
+        schemes = {"http": ("http", False), "https": ("http", True), "grpc": ("grpc", False), "grpcs": ("grpc", True)}
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            scheme, rest = "grpc", url
+        if scheme.lower() not in schemes:
+            raise ConfigError(f"server URL {url!r}: use http://, https://, grpc://, grpcs:// or host:port")
+        protocol, secure = schemes[scheme.lower()]
+        address = rest.rstrip("/")
+        if not address or "/" in address:
+            raise ConfigError(f"server URL {url!r} must be SCHEME://HOST:PORT, with no path")
+        return cls(protocol, address, secure or tls)
+
+
+def http_module():
+    """``tritonclient.http`` (imported on first use: it pulls in gevent)."""
+    import tritonclient.http as httpclient
+
+    return httpclient
 
 
 class Client:
     """Detection client for an ``sdk serve`` server (or Triton with the same model signature).
 
-    ``url`` is ``host:port``. ``token``: bearer token sent on every call. ``tls``:
-    use TLS; ``root_certificates``: PEM file of the CA (or self-signed cert) to
-    trust (default: the system's). ``model``: which model; default the server's
-    only model. ``timeout_s``: per-call deadline (None = none).
+    ``url``: ``host:port`` or ``grpc://host:port`` (gRPC), ``http://host:port``
+    (KServe v2 REST); ``https://`` and ``grpcs://`` mean TLS. ``token``: bearer
+    token sent on every call. ``tls``: use TLS; ``root_certificates``: PEM file of
+    the CA (or self-signed cert) to trust (default: the system's). ``model``: which
+    model; default the server's only model. ``timeout_s``: per-call deadline
+    (None = none; over HTTP, 60 s per network operation).
     """
 
     def __init__(
@@ -64,9 +101,18 @@ class Client:
         model: str | None = None,
         timeout_s: float | None = None,
     ) -> None:
-        self._client = grpcclient.InferenceServerClient(
-            url, ssl=tls or root_certificates is not None, root_certificates=_path_or_none(root_certificates)
-        )
+        self.url = ServerURL.parse(url, tls=tls or root_certificates is not None)
+        if self.url.protocol == "http":
+            self._module = http_module()
+            tls_options = {"ca_certs": os.fspath(root_certificates)} if root_certificates is not None else None
+            self._client = self._module.InferenceServerClient(
+                self.url.address, ssl=self.url.tls, ssl_options=tls_options, network_timeout=timeout_s or 60.0
+            )
+        else:
+            self._module = grpcclient
+            self._client = grpcclient.InferenceServerClient(
+                self.url.address, ssl=self.url.tls, root_certificates=_path_or_none(root_certificates)
+            )
         self._headers = {"authorization": f"Bearer {token}"} if token else None
         self._timeout = timeout_s
         self._model = model
@@ -74,11 +120,23 @@ class Client:
         self._network_input: tuple[Any, int] | None | bool = False  # not asked yet
 
     # -- calls -------------------------------------------------------------------------
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, method: str, *args: Any, as_json: bool = False, **kwargs: Any) -> Any:
+        """Call tritonclient's ``method``; JSON answers (``as_json``) come as dicts over both protocols."""
+        if self.url.protocol == "grpc":
+            kwargs["client_timeout"] = self._timeout
+            if as_json:
+                kwargs["as_json"] = True
         try:
-            return getattr(self._client, method)(*args, headers=self._headers, client_timeout=self._timeout, **kwargs)
+            return getattr(self._client, method)(*args, headers=self._headers, **kwargs)
         except InferenceServerException as exc:
             raise ServerError(_status(exc), exc.message()) from None
+        except OSError as exc:  # HTTP: refused, reset or timed out (gRPC reports these as UNAVAILABLE)
+            raise ServerError("UNAVAILABLE", f"{self.url.address}: {exc.strerror or exc}") from None
+
+    def _config(self) -> dict[str, Any]:
+        """The model config as JSON (gRPC wraps it in ``{"config": ...}``; HTTP does not)."""
+        config = self._call("get_model_config", self.model, as_json=True)
+        return config["config"] if self.url.protocol == "grpc" else config
 
     @property
     def model(self) -> str:
@@ -102,7 +160,7 @@ class Client:
         """Model metadata (KServe) plus, from the model config, ``classes``,
         ``preprocess``, ``max_batch_size`` and the other published parameters."""
         meta = self._call("get_model_metadata", self.model, as_json=True)
-        config = self._call("get_model_config", self.model, as_json=True)["config"]
+        config = self._config()
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         for key in ("classes", "preprocess"):
             if key in params:
@@ -133,13 +191,13 @@ class Client:
         if network is not None:
             return self._detect_network_input(items, *network, score_thr=score_thr, max_detections=max_detections,
                                               channel_order=channel_order)
-        infer_input = encode_images(items, channel_order=channel_order)
+        infer_input = encode_images(items, channel_order=channel_order, module=self._module)
         params = {}
         if score_thr is not None:
             params["score_threshold"] = float(score_thr)
         if max_detections is not None:
             params["max_detections"] = int(max_detections)
-        outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES]
+        outputs = [self._module.InferRequestedOutput(name) for name in OUTPUT_NAMES]
         result = self._call("infer", self.model, [infer_input], outputs=outputs, parameters=params or None)
         return unpack_detections({name: result.as_numpy(name) for name in OUTPUT_NAMES}, self.classes)
 
@@ -150,7 +208,7 @@ class Client:
         if self._network_input is False:
             from sdk.preprocess import Preprocess
 
-            config = self._call("get_model_config", self.model, as_json=True)["config"]
+            config = self._config()
             inputs = config.get("input", [])
             dims = [int(d) for d in inputs[0].get("dims", [])] if len(inputs) == 1 else []
             preprocess = config.get("parameters", {}).get("preprocess", {}).get("string_value")
@@ -169,10 +227,10 @@ class Client:
         from sdk.preprocess import iter_chunks, preprocess_batch
 
         out: list[Detections] = []
-        requested = [grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES]
+        requested = [self._module.InferRequestedOutput(name) for name in OUTPUT_NAMES]
         for chunk in iter_chunks(items, max_batch):
             batch, records = preprocess_batch(chunk, preprocess, load=lambda x: load_image(x, channel_order=channel_order))
-            tensor = grpcclient.InferInput(INPUT_NAME, list(batch.shape), "UINT8" if batch.dtype == np.uint8 else "FP32")
+            tensor = self._module.InferInput(INPUT_NAME, list(batch.shape), "UINT8" if batch.dtype == np.uint8 else "FP32")
             tensor.set_data_from_numpy(batch)
             result = self._call("infer", self.model, [tensor], outputs=requested)
             outputs = {name: result.as_numpy(name) for name in OUTPUT_NAMES}
@@ -192,21 +250,22 @@ class Client:
         self.close()
 
 
-def encode_images(items: Sequence[Any], *, channel_order: str = "bgr") -> grpcclient.InferInput:
+def encode_images(items: Sequence[Any], *, channel_order: str = "bgr", module: Any = grpcclient) -> Any:
     """The ``images`` input for ``items``: UINT8 [N, H, W, 3] RGB when every item is an
-    in-memory image of one size, else BYTES [N, 1] (files read, arrays PNG-encoded)."""
+    in-memory image of one size, else BYTES [N, 1] (files read, arrays PNG-encoded).
+    ``module``: ``tritonclient.grpc`` or ``tritonclient.http`` (whose ``InferInput`` to build)."""
     encoded_kinds = (str, os.PathLike, bytes, bytearray, memoryview)
     if not any(isinstance(item, encoded_kinds) for item in items):
         pixels = [load_image(item, channel_order=channel_order) for item in items]
         if len({p.shape for p in pixels}) == 1:
             batch = np.stack(pixels)
-            infer_input = grpcclient.InferInput(INPUT_NAME, list(batch.shape), "UINT8")
+            infer_input = module.InferInput(INPUT_NAME, list(batch.shape), "UINT8")
             infer_input.set_data_from_numpy(batch)
             return infer_input
     blobs = np.empty((len(items), 1), dtype=np.object_)
     for i, item in enumerate(items):
         blobs[i, 0] = _encoded(item, channel_order)
-    infer_input = grpcclient.InferInput(INPUT_NAME, list(blobs.shape), "BYTES")
+    infer_input = module.InferInput(INPUT_NAME, list(blobs.shape), "BYTES")
     infer_input.set_data_from_numpy(blobs)
     return infer_input
 

@@ -6,7 +6,9 @@ measured) and then ``duration_s`` seconds. Reported per level: requests and
 images per second, client latency percentiles (ms), errors by gRPC status, and
 the server's own mean queue and compute time per image, read from the
 ``ModelStatistics`` RPC before and after the window. Works against ``sdk serve``
-and against Triton serving the same signature. ``sdk benchmark --server`` calls
+and against Triton serving the same signature, over gRPC (``host:port``,
+``grpc://``) or KServe v2 REST (``http://``, ``https://``; outputs in binary, as
+``tritonclient.http`` asks by default). ``sdk benchmark --server`` calls
 ``run_load``; ``write_csv`` saves the rows.
 """
 
@@ -21,11 +23,13 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from sdk.errors import ConfigError
-from sdk.serving.client import encode_images
+from sdk.serving.client import ServerURL, encode_images, http_module
+from sdk.serving.status import status_name
 
 CSV_FIELDS = (
     "concurrency",
@@ -74,11 +78,13 @@ def run_load(
     if duration_s <= 0 or batch_size < 1 or any(c < 1 for c in concurrency_levels):
         raise ConfigError("duration_s must be > 0, batch_size and every concurrency level >= 1")
     items = list(images)
+    settings = _Settings(url, model, token, tls, root_certificates, timeout_s)
     requests = [
-        encode_images([items[(i + j) % len(items)] for j in range(batch_size)], channel_order=channel_order)
+        encode_images(
+            [items[(i + j) % len(items)] for j in range(batch_size)], channel_order=channel_order, module=settings.module
+        )
         for i in range(0, max(len(items), 1), batch_size)
     ]
-    settings = _Settings(url, model, token, tls, root_certificates, timeout_s)
     return [
         asyncio.run(_run_level(settings, requests, level, batch_size, duration_s, warmup_s))
         for level in concurrency_levels
@@ -86,14 +92,38 @@ def run_load(
 
 
 class _Settings:
-    def __init__(self, url, model, token, tls, root_certificates, timeout_s) -> None:
-        self.url, self.model, self.timeout_s = url, model, timeout_s
-        self.headers = {"authorization": f"Bearer {token}"} if token else None
-        self.ssl = tls or root_certificates is not None
-        self.root_certificates = None if root_certificates is None else os.fspath(root_certificates)
+    """Where and how to call: the protocol's tritonclient module and asyncio client."""
 
-    def client(self) -> aioclient.InferenceServerClient:
-        return aioclient.InferenceServerClient(self.url, ssl=self.ssl, root_certificates=self.root_certificates)
+    def __init__(self, url, model, token, tls, root_certificates, timeout_s) -> None:
+        self.server = ServerURL.parse(url, tls=tls or root_certificates is not None)
+        self.model, self.timeout_s = model, timeout_s
+        self.headers = {"authorization": f"Bearer {token}"} if token else None
+        self.root_certificates = None if root_certificates is None else os.fspath(root_certificates)
+        self.http = self.server.protocol == "http"
+        self.module = http_module() if self.http else grpcclient
+        self.transport_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
+        if self.http:
+            import aiohttp
+
+            self.transport_errors += (aiohttp.ClientError,)
+
+    def client(self):
+        if self.http:
+            import ssl
+
+            import tritonclient.http.aio as aiohttpclient
+
+            context = ssl.create_default_context(cafile=self.root_certificates) if self.server.tls else None
+            return aiohttpclient.InferenceServerClient(
+                self.server.address, ssl=self.server.tls, ssl_context=context, conn_timeout=self.timeout_s or 600.0
+            )
+        return aioclient.InferenceServerClient(
+            self.server.address, ssl=self.server.tls, root_certificates=self.root_certificates
+        )
+
+    def call_options(self) -> dict[str, Any]:
+        """Per-call keywords: the token, and the deadline where the protocol takes one per call."""
+        return {"headers": self.headers} if self.http else {"headers": self.headers, "client_timeout": self.timeout_s}
 
 
 async def _run_level(
@@ -111,15 +141,12 @@ async def _run_level(
             i = offset
             while (started := time.perf_counter()) < window_end:
                 try:
-                    await client.infer(
-                        settings.model,
-                        [requests[i % len(requests)]],
-                        headers=settings.headers,
-                        client_timeout=settings.timeout_s,
-                    )
+                    await client.infer(settings.model, [requests[i % len(requests)]], **settings.call_options())
                     failed = None
                 except InferenceServerException as exc:
-                    failed = str(exc.status() or "UNKNOWN").removeprefix("StatusCode.")
+                    failed = status_name(exc.status())
+                except settings.transport_errors:  # HTTP: refused, reset, timed out
+                    failed = "UNAVAILABLE"
                 if started >= window_start:
                     if failed is None:
                         latencies.append(time.perf_counter() - started)
@@ -141,8 +168,11 @@ async def _run_level(
 async def _server_times(client, settings: _Settings) -> tuple[int, int, int, int] | None:
     """(queue count, queue ns, compute count, compute ns) of the model, or None if unavailable."""
     try:
-        stats = await client.get_inference_statistics(settings.model, headers=settings.headers, as_json=True)
-    except InferenceServerException:
+        if settings.http:
+            stats = await client.get_inference_statistics(settings.model, headers=settings.headers)
+        else:
+            stats = await client.get_inference_statistics(settings.model, headers=settings.headers, as_json=True)
+    except (InferenceServerException, *settings.transport_errors):
         return None
     entry = stats.get("model_stats", [{}])[0].get("inference_stats", {})
 

@@ -1,17 +1,19 @@
-"""The asyncio gRPC server (``grpc.aio``): models, batchers, security, metrics, shutdown.
+"""The asyncio server: gRPC (``grpc.aio``) and HTTP (aiohttp) in one event loop, one batcher per model.
 
 ``InferenceServer`` is what ``sdk serve`` runs; ``start_in_thread`` runs one on a
-background event loop (tests, notebooks, benchmarks). Security defaults: binds
+background event loop (tests, notebooks, benchmarks). Both front-ends call one
+``ServingCore`` (models, readiness, the inference path). Security defaults: binds
 127.0.0.1, TLS when a certificate and key are given, a bearer token when one is
 given (see ``sdk.serving.auth`` for the open probes), messages bounded to
-``max_message_mb`` (larger ones fail with RESOURCE_EXHAUSTED). ``drain`` (what
-SIGTERM/SIGINT trigger) marks the server not ready, refuses new RPCs, lets
-in-flight ones finish for ``grace_s`` seconds, then stops.
+``max_message_mb`` (larger ones fail with RESOURCE_EXHAUSTED, HTTP 413). ``drain``
+(what SIGTERM/SIGINT trigger) marks the server not ready, refuses new requests,
+lets in-flight ones finish for ``grace_s`` seconds, then stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -27,9 +29,10 @@ from tritonclient.grpc import service_pb2_grpc
 from sdk.errors import ConfigError, SDKError
 from sdk.serving.auth import BearerTokenInterceptor
 from sdk.serving.batcher import BatchingConfig, DynamicBatcher
+from sdk.serving.core import Deployment, ServingCore
 from sdk.serving.metrics import ServerMetrics
 from sdk.serving.model import ServedModel
-from sdk.serving.servicer import Deployment, InferenceServicer
+from sdk.serving.servicer import InferenceServicer
 from sdk.serving.stats import ModelStats
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,8 @@ log = logging.getLogger(__name__)
 class ServerOptions:
     """Network, security and process settings of a server.
 
-    ``port`` 0 picks a free port (read it back from ``InferenceServer.port``).
+    ``port``: gRPC, ``http_port``: HTTP; 0 picks a free port (read it back from
+    ``InferenceServer.port`` / ``.http_port``), None turns that protocol off.
     ``tls_cert``/``tls_key``: PEM files; both or neither. ``token``: the bearer
     token clients must send. ``metrics_port``: Prometheus ``/metrics`` on ``host``
     (None = off). ``grace_s``: how long draining waits for in-flight requests.
@@ -47,7 +51,8 @@ class ServerOptions:
     """
 
     host: str = "127.0.0.1"
-    port: int = 8001
+    port: int | None = 8001
+    http_port: int | None = None
     max_message_mb: int = 64
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -61,6 +66,8 @@ class ServerOptions:
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
         if not 1 <= self.max_message_mb <= 2047:
             raise ConfigError(f"max message size must be 1..2047 MiB, got {self.max_message_mb}")
+        if self.port is None and self.http_port is None:
+            raise ConfigError("both gRPC and HTTP are off: give --port or --http-port")
 
     def credentials(self) -> grpc.ServerCredentials | None:
         if self.tls_cert is None:
@@ -71,9 +78,20 @@ class ServerOptions:
             raise ConfigError(f"cannot read TLS key/certificate: {exc}") from exc
         return grpc.ssl_server_credentials([pair])
 
+    def ssl_context(self):
+        """The HTTP side's TLS context (same certificate and key), or None."""
+        if self.tls_cert is None:
+            return None
+        from sdk.serving.http_app import server_ssl_context
+
+        try:
+            return server_ssl_context(Path(self.tls_cert), Path(self.tls_key))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load TLS key/certificate: {exc}") from exc
+
 
 class InferenceServer:
-    """Serves ``models`` (each with its ``BatchingConfig``) over the KServe v2 protocol."""
+    """Serves ``models`` (each with its ``BatchingConfig``) over the KServe v2 protocol, gRPC and/or HTTP."""
 
     def __init__(
         self, models: Sequence[tuple[ServedModel, BatchingConfig]], options: ServerOptions = ServerOptions()
@@ -87,10 +105,12 @@ class InferenceServer:
         self.models = list(models)
         self.metrics = ServerMetrics()
         self.port: int | None = None
+        self.http_port: int | None = None
         self._pool = ThreadPoolExecutor(options.decode_threads, thread_name_prefix="decode")
         self._server: grpc.aio.Server | None = None
-        self._servicer: InferenceServicer | None = None
         self._deployments: dict[str, Deployment] = {}
+        self.core = ServingCore(self._deployments)
+        self._http = None
         self._health = None
         self._stop_metrics = None
         self._draining = False
@@ -98,7 +118,14 @@ class InferenceServer:
 
     @property
     def url(self) -> str:
+        """``host:port`` of the gRPC side."""
         return f"{self.options.host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """``http(s)://host:port`` of the HTTP side."""
+        scheme = "https" if self.options.tls_cert else "http"
+        return f"{scheme}://{self.options.host}:{self.http_port}"
 
     async def start(self) -> None:
         """Create and warm the backends, start the batchers, bind and start the server."""
@@ -116,6 +143,19 @@ class InferenceServer:
             deployments[model.name] = Deployment(model, batching, batcher, stats)
         for deployment in deployments.values():
             await deployment.batcher.start()
+        if self.options.port is not None:
+            await self._start_grpc()
+        if self.options.http_port is not None:
+            await self._start_http()
+        if self.options.metrics_port is not None:
+            self._stop_metrics = self.metrics.serve(self.options.metrics_port, self.options.host)
+        self.core.ready = True
+        await self._set_health(serving=True)
+        listening = [f"gRPC {self.url}"] if self._server else []
+        listening += [f"HTTP {self.http_url}"] if self._http else []
+        log.info("serving %s on %s%s", sorted(deployments), ", ".join(listening), " (TLS)" if self.options.tls_cert else "")
+
+    async def _start_grpc(self) -> None:
         limit = self.options.max_message_mb * 1024 * 1024
         interceptors = [BearerTokenInterceptor(self.options.token)] if self.options.token else []
         self._server = grpc.aio.server(
@@ -126,16 +166,23 @@ class InferenceServer:
                 ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it
             ],
         )
-        self._servicer = InferenceServicer(deployments)
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self._servicer, self._server)
-        self._health = _add_health_service(self._server, list(deployments))
+        servicer = InferenceServicer(self.core)
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        self._health = _add_health_service(self._server, list(self._deployments))
         self.port = self._bind()
         await self._server.start()
-        if self.options.metrics_port is not None:
-            self._stop_metrics = self.metrics.serve(self.options.metrics_port, self.options.host)
-        self._servicer.ready = True
-        await self._set_health(serving=True)
-        log.info("serving %s on %s%s", sorted(deployments), self.url, " (TLS)" if self.options.tls_cert else "")
+
+    async def _start_http(self) -> None:
+        from sdk.serving.http_app import HttpFrontEnd
+
+        self._http = HttpFrontEnd(
+            self.core, token=self.options.token, max_body_bytes=self.options.max_message_mb * 1024 * 1024
+        )
+        try:
+            self.http_port = await self._http.start(self.options.host, self.options.http_port, self.options.ssl_context())
+        except OSError as exc:
+            self._http = None
+            raise SDKError(str(exc)) from None
 
     def _bind(self) -> int:
         address = f"{self.options.host}:{self.options.port}"
@@ -153,20 +200,29 @@ class InferenceServer:
 
     async def drain(self, grace_s: float | None = None) -> None:
         """Stop taking requests, finish in-flight ones (up to the grace period), release everything."""
-        if self._server is None or self._draining:
+        if (self._server is None and self._http is None) or self._draining:
             return
         self._draining = True
         grace = self.options.grace_s if grace_s is None else grace_s
         log.info("draining: finishing in-flight requests (up to %.0f s)", grace)
-        self._servicer.ready = False
+        self.core.ready = False
         await self._set_health(serving=False)
-        await self._server.stop(grace)
+        stopping = [self._server.stop(grace)] if self._server is not None else []
+        stopping += [self._http.drain(grace)] if self._http is not None else []
+        await asyncio.gather(*stopping)
         await self._release()
         self._stopped.set()
         log.info("stopped")
 
     async def _release(self) -> None:
-        """Stop the batchers (and their backends' threads), the decode pool and the metrics endpoint."""
+        """Stop the batchers (and their backends' threads), the decode pool, the metrics endpoint,
+        and the HTTP listener when starting failed after it was bound."""
+        if self._http is not None and not self._draining:
+            await self._http.drain(0)
+            self._http = None
+        if self._server is not None and self.port is not None and not self._draining:
+            with contextlib.suppress(Exception):  # a half-started server: nothing more to release
+                await self._server.stop(0)
         for deployment in self._deployments.values():
             await deployment.batcher.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -192,7 +248,7 @@ class InferenceServer:
             return
         health_pb2 = self._health[1]
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for service in ("", "inference.GRPCInferenceService", *self._servicer.deployments):
+        for service in ("", "inference.GRPCInferenceService", *self.core.deployments):
             await self._health[0].set(service, status)
 
 
@@ -225,6 +281,10 @@ class ServerThread:
     @property
     def url(self) -> str:
         return self.server.url
+
+    @property
+    def http_url(self) -> str:
+        return self.server.http_url
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)

@@ -11,60 +11,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from dataclasses import dataclass
 
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from sdk import __version__
-from sdk.serving.batcher import BatchingConfig, DynamicBatcher
-from sdk.serving.model import ServedModel
+from sdk.serving.core import Deployment, ServingCore
 from sdk.serving.model_config import served_model_config, served_model_metadata
-from sdk.serving.protocol import (
-    RequestError,
-    build_infer_response,
-    detections_to_tensors,
-    parse_infer_request,
-    select_detections,
-)
-from sdk.serving.stats import ModelStats
+from sdk.serving.protocol import RequestError, build_infer_response, detections_to_tensors
 
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "sdk-detect"
 EXTENSIONS = ("model_configuration", "statistics", "sdk_detection")
 
-
-@dataclass
-class Deployment:
-    """A model being served: its batcher, batching settings and statistics."""
-
-    model: ServedModel
-    batching: BatchingConfig
-    batcher: DynamicBatcher
-    stats: ModelStats
+__all__ = ["Deployment", "InferenceServicer", "SERVER_NAME", "EXTENSIONS"]
 
 
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    """Answers the protocol for the ``deployments`` (by model name)."""
+    """Answers the protocol for the models of ``core`` (shared with the HTTP front-end)."""
 
-    def __init__(self, deployments: dict[str, Deployment]) -> None:
-        self.deployments = deployments
-        self.ready = False  # true once every batcher runs; false again while draining
+    def __init__(self, core: ServingCore) -> None:
+        self.core = core
+
+    @property
+    def deployments(self) -> dict[str, Deployment]:
+        return self.core.deployments
+
+    @property
+    def ready(self) -> bool:
+        return self.core.ready
 
     def _find(self, name: str, version: str = "") -> Deployment:
-        deployment = self.deployments.get(name)
-        if deployment is None:
-            raise RequestError(
-                grpc.StatusCode.NOT_FOUND, f"unknown model '{name}'; this server serves {sorted(self.deployments)}"
-            )
-        if version not in ("", deployment.model.version):
-            raise RequestError(
-                grpc.StatusCode.NOT_FOUND,
-                f"model '{name}' has no version '{version}'; available: ['{deployment.model.version}']",
-            )
-        return deployment
+        return self.core.find(name, version)
 
     # -- health and metadata ---------------------------------------------------------
     async def ServerLive(self, request, context):
@@ -147,43 +126,16 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             reader.cancel()
 
     async def _infer(self, request, context) -> service_pb2.ModelInferResponse:
-        started = time.monotonic()
-        deployment = self._find(request.model_name, request.model_version)
-        code = "CANCELLED"  # unless the request ends otherwise
-        try:
-            if not self.ready:
-                raise RequestError(grpc.StatusCode.UNAVAILABLE, "server is not ready (starting or shutting down)")
-            inputs = parse_infer_request(request)
-            dets = await deployment.batcher.infer(inputs.load_images, deadline=_deadline(context, inputs.timeout_s))
-            tensors = detections_to_tensors(select_detections(dets, inputs), deployment.model.max_det)
-            response = build_infer_response(
+        def respond(inputs, dets, deployment: Deployment) -> service_pb2.ModelInferResponse:
+            return build_infer_response(
                 request,
                 model_name=deployment.model.name,
                 model_version=deployment.model.version,
-                tensors=tensors,
+                tensors=detections_to_tensors(dets, deployment.model.max_det),
                 outputs=inputs.outputs,
             )
-            code = None
-            return response
-        except RequestError as exc:
-            code = exc.code.name
-            raise
-        except Exception as exc:
-            code = "INTERNAL"
-            log.exception("ModelInfer failed for model %s", deployment.model.name)
-            raise RequestError(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}") from exc
-        finally:
-            deployment.stats.record_request(time.monotonic() - started, code=code)
 
-
-def _deadline(context, timeout_s: float | None) -> float | None:
-    """The earliest of the client's gRPC deadline and the request's ``timeout``, as monotonic time."""
-    now = time.monotonic()
-    candidates = [now + timeout_s] if timeout_s else []
-    remaining = context.time_remaining()
-    if remaining is not None:
-        candidates.append(now + remaining)
-    return min(candidates) if candidates else None
+        return await self.core.infer(request, respond, time_remaining=context.time_remaining())
 
 
 def _unimplemented(name: str):

@@ -3,7 +3,7 @@
     sdk benchmark MODEL [--backend B] [--batch 1,8] ...      one model_dir or checkpoint
     sdk benchmark suite CKPT [--backends B[:P] ...] [--out DIR] [--force]
                                                              every backend and precision vs torchvision
-    sdk benchmark --server URL --model NAME ...              a running server (load generator)
+    sdk benchmark --server URL --model NAME ...              a running server, gRPC or HTTP (load generator)
 
 MODEL mode times decode, preprocess, inference and postprocess separately (warm-up
 excluded, device synchronized before every clock read) and reports mean/p50/p90/p99
@@ -97,7 +97,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="overwrite an existing result in --out even when the machine's load exceeded its "
                        "logical cores during the run (default: write it beside as suite.loaded.*)")
     server = parser.add_argument_group("server mode (delegates to sdk.serving.loadgen)")
-    server.add_argument("--server", default=None, metavar="URL", help="host:port of a KServe v2 / Triton gRPC server")
+    server.add_argument("--server", default=None, metavar="URL",
+                        help="a KServe v2 / Triton server: host:port or grpc://host:port (gRPC), "
+                        "http://host:port (REST); https:// and grpcs:// for TLS")
     server.add_argument("--model", default=None, metavar="NAME", help="model name on the server")
     server.add_argument("--concurrency", type=_int_list, default=[1, 2, 4, 8, 16],
                         help="comma-separated concurrency levels (default: 1,2,4,8,16)")

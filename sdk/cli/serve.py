@@ -1,8 +1,11 @@
-"""`sdk serve MODEL_DIR [MODEL_DIR ...]`: the gRPC inference server (KServe v2 / Triton protocol).
+"""`sdk serve MODEL_DIR [MODEL_DIR ...]`: the inference server, gRPC and HTTP (KServe v2 / Triton protocol).
 
 Each model is served under its model_dir folder name (`--model-name` renames a
-single one). Stock `tritonclient.grpc` and `sdk.serving.Client` talk to it.
-SIGTERM / Ctrl-C drain in-flight requests (`--grace-s`) before exiting.
+single one). gRPC listens on `--port` (stock `tritonclient.grpc`), HTTP on
+`--http-port` when given (KServe v2 REST for `tritonclient.http`, TorchServe-style
+`curl -T img.jpg http://HOST:PORT/predictions/NAME`, and a browser page at `/`);
+`off` turns either one off. One batcher per model serves both. `sdk.serving.Client`
+talks to either. SIGTERM / Ctrl-C drain in-flight requests (`--grace-s`) before exiting.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ log = logging.getLogger(__name__)
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "serve",
-        help="serve model_dirs over gRPC with dynamic batching (KServe v2 / Triton protocol)",
+        help="serve model_dirs over gRPC and HTTP with dynamic batching (KServe v2 / Triton protocol)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -25,7 +28,11 @@ def register(subparsers) -> None:
     p.add_argument("--model-name", help="serve the (single) model under this name instead of its folder name")
     p.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'cuda:N' (default: cpu)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8001, help="gRPC port (default 8001, Triton's)")
+    p.add_argument("--port", type=_port, default=8001, help="gRPC port, or 'off' (default 8001, Triton's)")
+    p.add_argument(
+        "--http-port", type=_port, default=None,
+        help="HTTP port (Triton's is 8000): KServe v2 REST, /predictions/NAME uploads and a page at /; default off",
+    )
     batching = p.add_argument_group("dynamic batching (Triton's semantics, per model)")
     batching.add_argument(
         "--max-batch-size", type=int, help="most images per backend call (default: the model_dir's max batch)"
@@ -50,8 +57,8 @@ def register(subparsers) -> None:
     security.add_argument("--tls-key", help="PEM private key file of --tls-cert")
     security.add_argument(
         "--token-file",
-        help="file holding a bearer token; every RPC except ServerLive/ServerReady/health must send "
-        "'authorization: Bearer <token>'",
+        help="file holding a bearer token; every call except the liveness/readiness probes (and the HTTP page) "
+        "must send 'authorization: Bearer <token>'",
     )
     security.add_argument(
         "--max-message-mb", type=int, default=64, help="largest request/response message, MiB (default 64)"
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     options = ServerOptions(
         host=args.host,
         port=args.port,
+        http_port=args.http_port,
         max_message_mb=args.max_message_mb,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
@@ -99,6 +107,19 @@ def run(args: argparse.Namespace) -> int:
         models.append((model, batching))
     asyncio.run(InferenceServer(models, options).serve_until_signal())
     return 0
+
+
+def _port(text: str) -> int | None:
+    """A TCP port number, or None for 'off'."""
+    if text.lower() in ("off", "none"):
+        return None
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number or 'off', got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
+    return port
 
 
 def _warn_if_exposed(options) -> None:

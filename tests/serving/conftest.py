@@ -17,8 +17,8 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(model_dir):
-    """A shared server: batches up to 8, waits up to 2 ms for a fuller batch, 1 MiB messages."""
-    with serve(model_dir, max_queue_delay_us=2000, max_message_mb=1) as thread:
+    """A shared server, gRPC and HTTP: batches up to 8, waits up to 2 ms for a fuller batch, 1 MiB messages."""
+    with serve(model_dir, max_queue_delay_us=2000, max_message_mb=1, http_port=0) as thread:
         yield thread
 
 
