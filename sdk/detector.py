@@ -27,6 +27,7 @@ import numpy as np
 from sdk.detections import Detections
 from sdk.errors import ConfigError, InputError
 from sdk.images import ImageInput, load_image
+from sdk.limits import check_max_pixels
 from sdk.manifest import MANIFEST_NAME, Manifest, load_model_dir
 from sdk.postprocess import decode_outputs
 from sdk.preprocess import ImageRecord, Preprocess, iter_chunks, preprocess_batch
@@ -53,6 +54,9 @@ class Detector:
         backend: the backend to use; default the model_dir's (``"onnxruntime"``,
             ``"openvino"``, ``"tensorrt"``, ``"aoti"``) or ``"torch"`` for a checkpoint. A model_dir
             runs only on the backend it was exported for.
+        max_pixels: most pixels (H * W) an input image may have, checked from an encoded
+            file's header before decoding (default ``sdk.limits.DEFAULT_MAX_PIXELS``,
+            64 MP); larger images raise ``InputError``.
 
     Calling: ``det(image)`` -> ``Detections``; ``det([images])`` -> ``list[Detections]``.
     Images are anything ``sdk.images.load_image`` reads; numpy arrays are BGR unless
@@ -67,7 +71,9 @@ class Detector:
         score_thr: float | None = None,
         batch_size: int | None = None,
         backend: str | None = None,
+        max_pixels: int | None = None,
     ) -> None:
+        self.max_pixels = check_max_pixels(max_pixels)
         path = _resolve_model_path(Path(model))
         self.model_path = path
         self.device = device
@@ -142,7 +148,7 @@ class Detector:
         """Decode and preprocess ``images`` into one backend batch [B', 3, H, W]
         (``backend.input_dtype``; B' >= B when the backend needs a fixed batch)."""
         batch, records = preprocess_batch(
-            images, self.preprocess, load=partial(load_image, channel_order=channel_order)
+            images, self.preprocess, load=partial(load_image, channel_order=channel_order, max_pixels=self.max_pixels)
         )
         short = self.backend.min_batch - len(batch)
         if short > 0:  # a fixed-batch engine: pad with blank images, their rows are ignored

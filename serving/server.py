@@ -4,7 +4,9 @@
 background event loop (tests, notebooks, benchmarks). Security defaults: binds
 127.0.0.1, TLS when a certificate and key are given, a bearer token when one is
 given (see ``sdk.serving.auth`` for the open probes), messages bounded to
-``max_message_mb`` (larger ones fail with RESOURCE_EXHAUSTED). ``drain`` (what
+``max_message_mb`` (larger ones fail with RESOURCE_EXHAUSTED), images per request,
+pixels per image and decoded pixels in flight bounded by ``limits``
+(``sdk.serving.admission``; one in-flight budget shared by all models). ``drain`` (what
 SIGTERM/SIGINT trigger) marks the server not ready, refuses new RPCs, lets
 in-flight ones finish for ``grace_s`` seconds, then stops.
 """
@@ -25,6 +27,7 @@ import grpc
 from tritonclient.grpc import service_pb2_grpc
 
 from sdk.errors import ConfigError, SDKError
+from sdk.serving.admission import InflightBudget, RequestLimits
 from sdk.serving.auth import BearerTokenInterceptor
 from sdk.serving.batcher import BatchingConfig, DynamicBatcher
 from sdk.serving.metrics import ServerMetrics
@@ -44,6 +47,7 @@ class ServerOptions:
     token clients must send. ``metrics_port``: Prometheus ``/metrics`` on ``host``
     (None = off). ``grace_s``: how long draining waits for in-flight requests.
     ``decode_threads``: the pool that decodes and preprocesses images.
+    ``limits``: images per request, pixels per image, decoded pixels in flight.
     """
 
     host: str = "127.0.0.1"
@@ -55,6 +59,7 @@ class ServerOptions:
     metrics_port: int | None = None
     grace_s: float = 30.0
     decode_threads: int = min(4, os.cpu_count() or 1)
+    limits: RequestLimits = RequestLimits()
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -110,9 +115,12 @@ class InferenceServer:
 
     async def _start(self) -> None:
         deployments = self._deployments
+        budget = InflightBudget(self.options.limits.max_inflight_bytes)
         for model, batching in self.models:
             stats = ModelStats(model.name, model.version, self.metrics)
-            batcher = DynamicBatcher(model, batching, stats=stats, pool=self._pool)
+            batcher = DynamicBatcher(
+                model, batching, stats=stats, pool=self._pool, limits=self.options.limits, budget=budget
+            )
             deployments[model.name] = Deployment(model, batching, batcher, stats)
         for deployment in deployments.values():
             await deployment.batcher.start()
