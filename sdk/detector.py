@@ -57,6 +57,9 @@ class Detector:
         max_pixels: most pixels (H * W) an input image may have, checked from an encoded
             file's header before decoding (default ``sdk.limits.DEFAULT_MAX_PIXELS``,
             64 MP); larger images raise ``InputError``.
+        trusted_keys: Ed25519 public keys (PEM files or ``sdk.signing`` key objects);
+            when given, a model_dir must carry a manifest signature by one of them
+            (``sdk export --sign``), else ``ModelDirError``.
 
     Calling: ``det(image)`` -> ``Detections``; ``det([images])`` -> ``list[Detections]``.
     Images are anything ``sdk.images.load_image`` reads; numpy arrays are BGR unless
@@ -72,6 +75,7 @@ class Detector:
         batch_size: int | None = None,
         backend: str | None = None,
         max_pixels: int | None = None,
+        trusted_keys: Sequence | None = None,
     ) -> None:
         self.max_pixels = check_max_pixels(max_pixels)
         path = _resolve_model_path(Path(model))
@@ -79,7 +83,7 @@ class Detector:
         self.device = device
         self.manifest: Manifest | None = None
         if path.is_dir():
-            loaded = load_model_dir(path)
+            loaded = load_model_dir(path, trusted_keys=trusted_keys)
             self.manifest = loaded.manifest
             if backend not in (None, self.manifest.backend):
                 raise ConfigError(
@@ -91,6 +95,8 @@ class Detector:
             self.preprocess: Preprocess = self.manifest.preprocess
             self.postprocess = dict(self.manifest.postprocess)
         else:
+            if trusted_keys:
+                raise ConfigError(f"{path} is a checkpoint; trusted_keys verifies signed model_dirs (`sdk export --sign`)")
             if backend not in (None, "torch"):
                 raise ConfigError(
                     f"a .pt checkpoint runs on the 'torch' backend; export it for {backend!r} with `sdk export`"

@@ -45,6 +45,7 @@ import numpy as np
 from sdk.errors import BackendUnavailableError, ConfigError, ModelDirError, require
 from sdk.manifest import CONTRACT_OUTPUTS
 from sdk.runtime.base import parse_device
+from sdk.runtime.graph_check import check_run_outputs
 
 # A missing openvino raises here with the pip extra to install (create_backend's
 # generic "needs the Python package" message would not name it).
@@ -139,7 +140,8 @@ class OpenVINOBackend:
 
         h, w = manifest.input.hw
         if warmup and h > 0 and w > 0:
-            self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
+            outputs = self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
+            check_run_outputs(outputs, manifest, self.min_batch, loaded.model_path)
         log.debug(
             "openvino %s on %s: %s precision %s, %s streams, %s threads", _version(), loaded.model_path,
             _OV_DEVICE, self.inference_precision, self.compiled.get_property(ov_props.num_streams),
