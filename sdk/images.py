@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Union
 
@@ -69,10 +68,9 @@ def image_size(data: bytes, *, source: str = "<bytes>") -> tuple[int, int] | Non
     from PIL import Image
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as pil:
-                width, height = pil.size
+        # (no warnings.catch_warnings here: it is not thread-safe, and servers decode on many threads)
+        with Image.open(io.BytesIO(data)) as pil:
+            width, height = pil.size
     except Image.DecompressionBombError:
         return None
     except Image.UnidentifiedImageError:
@@ -142,11 +140,9 @@ def _decode_with_pil(data: bytes, source: str, max_pixels: int) -> np.ndarray:
     from PIL import Image
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as pil:
-                check_image_pixels(pil.height, pil.width, max_pixels, source=source)
-                return _from_pil(pil)
+        with Image.open(io.BytesIO(data)) as pil:
+            check_image_pixels(pil.height, pil.width, max_pixels, source=source)
+            return _from_pil(pil)
     except InputError:
         raise
     except Exception as exc:  # truncated data, bombs, unsupported modes: all the input's fault
