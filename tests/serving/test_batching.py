@@ -312,3 +312,43 @@ def test_inflight_budget_is_resource_exhausted_after_the_wait(model_dir, scenes)
             result, error = replies.get(timeout=30)
             assert error is None, error.message()
         ok(server.send([scenes[0]] * 8))  # room again once answered
+
+
+class SlowBackend:
+    """Wraps a backend: each call costs ``per_image_s`` per image (a real model's compute)."""
+
+    def __init__(self, backend, per_image_s: float) -> None:
+        self._backend, self.per_image_s = backend, per_image_s
+        self.min_batch, self.max_batch = backend.min_batch, backend.max_batch
+
+    def infer(self, batch):
+        time.sleep(self.per_image_s * len(batch))
+        return self._backend.infer(batch)
+
+
+def test_a_huge_request_does_not_starve_a_concurrent_small_one(model_dir):
+    """Even with the image cap raised to 2000, a 2000-image request (2 s of compute here)
+    does not hold up a one-image request sent after it: images are decoded one per pool
+    task in turn, so the small request's image is queued and batched while the huge one
+    still decodes (the test above covers batching in turn once both are queued)."""
+    from sdk.serving.admission import RequestLimits
+
+    pixel = png_bytes(np.full((1, 1, 3), 255, np.uint8))
+    with serve(model_dir, backend_wrapper=lambda b: SlowBackend(b, 0.001),
+               limits=RequestLimits(max_images=2000)) as thread:
+        with grpcclient.InferenceServerClient(thread.url) as client:
+            def request(n):
+                data = np.array([pixel] * n, dtype=np.object_).reshape(-1, 1)
+                infer_input = grpcclient.InferInput("images", list(data.shape), "BYTES")
+                infer_input.set_data_from_numpy(data)
+                return [infer_input]
+
+            huge: queue.Queue = queue.Queue()
+            client.async_infer(MODEL_NAME, request(2000), lambda result, error: huge.put((result, error)))
+            time.sleep(0.3)  # the huge request is decoding and being batched
+            start = time.monotonic()
+            client.infer(MODEL_NAME, request(1))
+            delay = time.monotonic() - start
+            assert huge.empty(), "the huge request finished first: make it larger"
+            assert delay < 1.0, f"a one-image request waited {delay:.2f} s behind a 2000-image one"
+            ok(huge)
