@@ -179,6 +179,8 @@ class DynamicBatcher:
         Returns one ``Detections`` per image, in order, in original-image pixels.
         ``deadline`` is a ``time.monotonic()`` instant after which the request is dropped.
         """
+        if isinstance(getattr(images, "__self__", None), InferInputs):  # ``inputs.load_images``: admit it too
+            images = images.__self__
         limit = self.config.max_queue_size
         if limit and self._admitted >= limit:
             self.stats.record_rejected()
