@@ -37,17 +37,17 @@ def check_signature(
     manifest: Manifest,
     model_path: Path,
     *,
-    input_shape: Dims,
+    input_shape: Dims | None,
     outputs: Mapping[str, tuple[str | None, Dims]],
     metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Compare the manifest with the graph's static description.
 
-    ``input_shape``: the graph's [B, 3, H, W]; ``outputs``: name -> (dtype name or
+    ``input_shape``: the graph's [B, 3, H, W] (None: unknown rank, not checked); ``outputs``: name -> (dtype name or
     None when unknown, dims); ``metadata``: the graph's string metadata (ONNX
     ``metadata_props``), where ``sdk.num_classes`` is checked against ``classes``.
     """
-    dims = list(input_shape)
+    dims = list(input_shape) if input_shape is not None else [None] * 4
     if len(dims) != 4:
         _fail(model_path, "input.shape", f"says 4 dims, the graph's input has {len(dims)} ({dims})")
     for axis, name in ((1, "channels"), (2, "height"), (3, "width")):

@@ -45,7 +45,7 @@ import numpy as np
 from sdk.errors import BackendUnavailableError, ConfigError, ModelDirError, require
 from sdk.manifest import CONTRACT_OUTPUTS
 from sdk.runtime.base import parse_device
-from sdk.runtime.graph_check import check_run_outputs
+from sdk.runtime.graph_check import check_run_outputs, check_signature
 
 # A missing openvino raises here with the pip extra to install (create_backend's
 # generic "needs the Python package" message would not name it).
@@ -115,6 +115,11 @@ class OpenVINOBackend:
         model = _read_model(core, loaded)
         self.input_name, self.input_dtype = self._check_input(loaded, model)
         self.output_names = self._check_outputs(loaded, model)
+        # dtypes are not compared: this backend casts outputs to the contract's (OpenVINO may give i64)
+        check_signature(
+            manifest, loaded.model_path, input_shape=_dims(model.inputs[0].get_partial_shape()),
+            outputs={name: (None, _dims(o.get_partial_shape())) for name, o in zip(self.output_names, model.outputs)},
+        )
         self._bound_batch(loaded, model)
 
         config: dict[str, Any] = {
@@ -215,6 +220,13 @@ class OpenVINOBackend:
                 f"{loaded.model_path} does not accept the manifest's input {list(loaded.manifest.input.shape)} with "
                 f"batch {self.min_batch}..{self.max_batch} ({_reason(exc)}); re-export the model_dir"
             ) from exc
+
+
+def _dims(shape: Any) -> list[int | None] | None:
+    """An OpenVINO partial shape as a list: ints where static, None where dynamic (None: dynamic rank)."""
+    if shape.rank.is_dynamic:
+        return None
+    return [dim.get_length() if dim.is_static else None for dim in shape]
 
 
 def _read_model(core: Any, loaded: LoadedModelDir) -> Any:
