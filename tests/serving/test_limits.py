@@ -117,3 +117,11 @@ def test_limits_are_validated():
         RequestLimits(max_pixels=64_000_000, max_inflight_mb=100)
     with pytest.raises(ConfigError, match="--max-images"):
         RequestLimits(max_images=0)
+
+
+def test_client_splits_long_lists_into_admissible_requests(server, scenes):
+    from sdk.serving import Client
+
+    with Client(server.url) as client:
+        dets = client.detect([png_bytes(scenes[i % 3]) for i in range(70)])  # 64 + 6
+    assert [int(d.labels[0]) for d in dets] == [i % 3 for i in range(70)]
