@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_image_paths(args.inputs)
     detector = Detector(
         args.model, device=args.device, score_thr=args.score_thr, batch_size=args.batch_size,
-        max_pixels=getattr(args, "max_pixels", None),
+        max_pixels=args.max_pixels,
     )
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import cv2
 import numpy as np
@@ -181,8 +182,9 @@ def test_infer_reports_hostile_files_and_carries_on(make_model_dir, image_folder
     (image_folder / "truncated.png").write_bytes(_png_claiming(100, 100))
     cv2.imwrite(str(image_folder / "big.png"), np.zeros((200, 200, 3), np.uint8))
     out = tmp_path / "out"
-    rc = main(["infer", str(make_model_dir()), str(image_folder), "--out-dir", str(out), "--no-draw",
-               "--max-pixels", "30000"])
+    with caplog.at_level(logging.WARNING, logger="sdk.cli.infer"):
+        rc = main(["infer", str(make_model_dir()), str(image_folder), "--out-dir", str(out), "--no-draw",
+                   "--max-pixels", "30000"])
     assert rc == 1
     assert sorted(p.name for p in out.iterdir()) == ["green.json", "red.json"]
     assert "3 image(s) unreadable" in capsys.readouterr().out
