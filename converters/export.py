@@ -4,7 +4,10 @@
     export_checkpoint("best.pt", "model_dir", ExportOptions(backend="onnxruntime"))
 
 The checkpoint alone is enough: model name, classes, preprocessing and thresholds
-come from its meta. keep_ratio models get a static canvas
+come from its meta. Every exporter writes into a staging folder beside ``out_dir``,
+which then replaces ``out_dir`` atomically (``sdk.converters.publish``): a kill
+mid-export leaves the previous model_dir intact and loadable. With ``sign_key`` the
+manifest is signed (``sdk.signing``) before publishing. keep_ratio models get a static canvas
 (``Preprocess.with_static_shape``), so every exported graph has one input size.
 ``EXPORTERS`` maps a backend to its exporter ``(model, meta, out_dir, options,
 checkpoint) -> Path``; the TensorRT and AOTInductor exporters plug in there.
@@ -118,9 +121,17 @@ def int8_activations(backend: str) -> str:
     return "uint8" if backend == "onnxruntime" else "int8"
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, options: ExportOptions) -> Path:
-    """Export an SDK checkpoint into the model_dir ``out_dir``; returns ``Path(out_dir)``."""
+def export_checkpoint(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    options: ExportOptions,
+    *,
+    sign_key: str | os.PathLike | None = None,
+) -> Path:
+    """Export an SDK checkpoint into the model_dir ``out_dir`` (replaced atomically);
+    ``sign_key``: an Ed25519 private key PEM to sign the manifest with. Returns ``Path(out_dir)``."""
     from sdk.checkpoint import build_model_from_checkpoint, load_checkpoint
+    from sdk.converters.publish import publish_model_dir, staging_dir
 
     options = resolve_backend(options)
     if options.max_batch < 1:
@@ -132,6 +143,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
                               "nodes: export int8 with --flavor onnxruntime (its standard-op graph also parses in "
                               "TensorRT)")
         calibration_paths(images_dir=options.calib_images, dataset=options.calib_dataset, count=options.calib_count)
+    if sign_key is not None:  # an unreadable key fails before minutes of export work
+        from sdk.signing import load_private_key
+
+        load_private_key(sign_key)
     exporter = EXPORTERS[options.backend]
     loaded = load_checkpoint(checkpoint)
     unknown = set(options.postprocess) - set(loaded.meta.postprocess)
@@ -143,7 +158,13 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
         postprocess={**loaded.meta.postprocess, **options.postprocess},
     )
     model, _ = build_model_from_checkpoint(replace(loaded, meta=meta))
-    return exporter(model, meta, Path(out_dir), options, Path(checkpoint))
+    with staging_dir(out_dir) as staging:
+        exporter(model, meta, staging, options, Path(checkpoint))
+        if sign_key is not None:
+            from sdk.signing import sign_model_dir
+
+            sign_model_dir(staging, sign_key)
+        return publish_model_dir(staging, out_dir)
 
 
 def resolve_backend(options: ExportOptions) -> ExportOptions:
@@ -206,6 +227,10 @@ def export_precision_onnx(model: Any, meta: Any, tmp: Path, options: ExportOptio
         details["calibration_source"] = str(Path(options.calib_dataset or options.calib_images).resolve())
         os.replace(quantized, onnx_path)
         log.info("quantized to int8 in %.1f s", time.perf_counter() - start)
+    from sdk.converters.onnx_export import set_metadata
+    from sdk.runtime.graph_check import NUM_CLASSES_KEY
+
+    set_metadata(onnx_path, {NUM_CLASSES_KEY: str(len(meta.classes))})
     return onnx_path, details
 
 

@@ -253,16 +253,10 @@ def _default_mode(path: Path, base: int = 0o666) -> Path:
 
 
 def publish_model_dir(staging: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Move the finished model_dir ``staging`` (a temp folder on the same filesystem) to
-    ``out``, replacing a model_dir already there; ``ConfigError`` if ``out`` holds
-    anything else. The folder gets a normal folder's mode."""
-    staging, out = Path(staging), Path(out)
-    if out.exists():
-        if not (out / MANIFEST_NAME).is_file() and (not out.is_dir() or any(out.iterdir())):
-            raise ConfigError(f"{out} exists and is not a model_dir: choose another --out")
-        shutil.rmtree(out)
-    os.replace(_default_mode(staging, 0o777), out)
-    return out
+    """Atomically replace ``out`` with the finished model_dir ``staging`` (``sdk.converters.publish``)."""
+    from sdk.converters.publish import publish_model_dir as publish
+
+    return publish(staging, out)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -175,3 +175,16 @@ def simplify_onnx(path: str | os.PathLike) -> bool:
         return False
     save_onnx_atomic(simplified, Path(path))
     return True
+
+
+def set_metadata(path: str | os.PathLike, props: dict[str, str]) -> None:
+    """Record ``props`` in the ONNX file's ``metadata_props`` (in place; external data untouched).
+
+    The runtime checks the manifest against these (``sdk.runtime.graph_check``)."""
+    model = onnx.load(str(path), load_external_data=False)
+    kept = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=str(value))
+    onnx.save(model, str(path))

@@ -27,6 +27,7 @@ import numpy as np
 from sdk.detections import Detections
 from sdk.errors import ConfigError, InputError
 from sdk.images import ImageInput, load_image
+from sdk.limits import check_max_pixels
 from sdk.manifest import MANIFEST_NAME, Manifest, load_model_dir
 from sdk.postprocess import decode_outputs
 from sdk.preprocess import ImageRecord, Preprocess, iter_chunks, preprocess_batch
@@ -53,6 +54,12 @@ class Detector:
         backend: the backend to use; default the model_dir's (``"onnxruntime"``,
             ``"openvino"``, ``"tensorrt"``, ``"aoti"``) or ``"torch"`` for a checkpoint. A model_dir
             runs only on the backend it was exported for.
+        max_pixels: most pixels (H * W) an input image may have, checked from an encoded
+            file's header before decoding (default ``sdk.limits.DEFAULT_MAX_PIXELS``,
+            64 MP); larger images raise ``InputError``.
+        trusted_keys: Ed25519 public keys (PEM files or ``sdk.signing`` key objects);
+            when given, a model_dir must carry a manifest signature by one of them
+            (``sdk export --sign``), else ``ModelDirError``.
 
     Calling: ``det(image)`` -> ``Detections``; ``det([images])`` -> ``list[Detections]``.
     Images are anything ``sdk.images.load_image`` reads; numpy arrays are BGR unless
@@ -67,13 +74,16 @@ class Detector:
         score_thr: float | None = None,
         batch_size: int | None = None,
         backend: str | None = None,
+        max_pixels: int | None = None,
+        trusted_keys: Sequence | None = None,
     ) -> None:
+        self.max_pixels = check_max_pixels(max_pixels)
         path = _resolve_model_path(Path(model))
         self.model_path = path
         self.device = device
         self.manifest: Manifest | None = None
         if path.is_dir():
-            loaded = load_model_dir(path)
+            loaded = load_model_dir(path, trusted_keys=trusted_keys)
             self.manifest = loaded.manifest
             if backend not in (None, self.manifest.backend):
                 raise ConfigError(
@@ -85,6 +95,8 @@ class Detector:
             self.preprocess: Preprocess = self.manifest.preprocess
             self.postprocess = dict(self.manifest.postprocess)
         else:
+            if trusted_keys:
+                raise ConfigError(f"{path} is a checkpoint; trusted_keys verifies signed model_dirs (`sdk export --sign`)")
             if backend not in (None, "torch"):
                 raise ConfigError(
                     f"a .pt checkpoint runs on the 'torch' backend; export it for {backend!r} with `sdk export`"
@@ -142,7 +154,7 @@ class Detector:
         """Decode and preprocess ``images`` into one backend batch [B', 3, H, W]
         (``backend.input_dtype``; B' >= B when the backend needs a fixed batch)."""
         batch, records = preprocess_batch(
-            images, self.preprocess, load=partial(load_image, channel_order=channel_order)
+            images, self.preprocess, load=partial(load_image, channel_order=channel_order, max_pixels=self.max_pixels)
         )
         short = self.backend.min_batch - len(batch)
         if short > 0:  # a fixed-batch engine: pad with blank images, their rows are ignored

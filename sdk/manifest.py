@@ -11,7 +11,12 @@ A model_dir is what an export produces::
 type and an allowed value) and the sha256 of every listed file, so a truncated copy,
 a hand-edited graph or a model_dir from a newer SDK fails at load time with one
 ``ModelDirError`` naming the file or field and what to do, never later as a wrong
-detection. Torch-free: the ONNX Runtime and TensorRT runtimes import this module.
+detection. Values no real model has (``max_det`` above ``MAX_DET``, an input side
+above ``MAX_INPUT_SIDE``, ...) are refused, since they would only ever make the first
+call allocate terabytes. The backends then check the manifest against the graph
+itself (``sdk.runtime.graph_check``). With ``trusted_keys`` the manifest's Ed25519
+signature is verified over the exact bytes parsed (``sdk.signing``).
+Torch-free: the ONNX Runtime and TensorRT runtimes import this module.
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ TASKS = ("detection",)
 INPUT_DTYPES = ("uint8", "float32", "float16")
 OUTPUT_DTYPES = ("int32", "int64", "float32", "float16")
 CONTRACT_OUTPUTS = ("num_dets", "boxes", "scores", "labels")
+
+# Sanity bounds: far above any real detector, far below what would exhaust memory.
+MAX_DET = 10_000  # detections per image (TensorRT's INMSLayer keeps at most 5000)
+MAX_INPUT_SIDE = 16_384  # network input height / width, pixels
+MAX_BATCH = 4_096
+MAX_CLASSES = 100_000
 
 _HASH_CHUNK = 1 << 20
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -173,8 +184,14 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def load_model_dir(path: str | os.PathLike, *, verify_files: bool = True) -> LoadedModelDir:
-    """Read and validate ``path/manifest.json`` and (by default) every file's sha256."""
+def load_model_dir(
+    path: str | os.PathLike, *, verify_files: bool = True, trusted_keys: Any = None
+) -> LoadedModelDir:
+    """Read and validate ``path/manifest.json`` and (by default) every file's sha256.
+
+    ``trusted_keys`` (Ed25519 public key PEM paths or key objects): when given, the
+    manifest must carry a valid signature by one of them (``sdk.signing``).
+    """
     root = Path(path)
     if not root.exists():
         raise ModelDirError(f"model_dir not found: {root}")
@@ -185,8 +202,13 @@ def load_model_dir(path: str | os.PathLike, *, verify_files: bool = True) -> Loa
     manifest_path = root / MANIFEST_NAME
     if not manifest_path.is_file():
         raise ModelDirError(f"{root} has no {MANIFEST_NAME}: it is not a model_dir (create one with `sdk export`)")
+    raw = manifest_path.read_bytes()  # read once: the bytes verified are the bytes parsed
+    if trusted_keys:
+        from sdk.signing import verify_manifest
+
+        verify_manifest(root, raw, trusted_keys)
     try:
-        data = json.loads(manifest_path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelDirError(f"{manifest_path} is not valid JSON ({exc}): re-export the model") from exc
     manifest = _parse_manifest(data, str(manifest_path))
@@ -300,8 +322,12 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
         "iou_thr": float(post.get("iou_thr", (int, float))),
         "max_det": post.get("max_det", int),
     }
-    if postprocess["max_det"] < 1:
-        post.fail("max_det", f"must be >= 1, got {postprocess['max_det']}")
+    if not 1 <= postprocess["max_det"] <= MAX_DET:
+        post.fail("max_det", f"must be in 1..{MAX_DET}, got {postprocess['max_det']}")
+    for key in ("score_thr", "iou_thr"):
+        if not 0.0 <= postprocess[key] <= 1.0:  # also refuses NaN
+            post.fail(key, f"must be in [0, 1], got {postprocess[key]}")
+    _check_output_shapes(outputs, postprocess["max_det"], top)
     try:
         preprocess = Preprocess.from_dict(top.get("preprocess", dict))
     except (ConfigError, TypeError) as exc:
@@ -319,6 +345,9 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
         if not SHA256_PATTERN.match(digest):
             top.fail("files", f"entry {name!r} has {digest!r:.20}, not a sha256 hex digest")
     checkpoint_sha = top.get("source_checkpoint_sha256", str, nullable=True)
+    classes = top.str_list("classes")
+    if not 1 <= len(classes) <= MAX_CLASSES:
+        top.fail("classes", f"must list 1..{MAX_CLASSES} names, got {len(classes)}")
     return Manifest(
         format_version=version,
         sdk_version=top.get("sdk_version", str),
@@ -330,7 +359,7 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
         model_file=model_file,
         input=inp,
         outputs=outputs,
-        classes=top.str_list("classes"),
+        classes=classes,
         preprocess=preprocess,
         postprocess=postprocess,
         plugins=top.str_list("plugins"),
@@ -347,9 +376,11 @@ def _parse_input(f: _Fields) -> InputSpec:
     shape = f.int_list("shape")
     if len(shape) != 4 or shape[1] != 3:
         f.fail("shape", f"must be [B, 3, H, W], got {list(shape)}")
+    if any(not (d == -1 or 1 <= d <= MAX_INPUT_SIDE) for d in shape[2:]):
+        f.fail("shape", f"height and width must be -1 (dynamic) or 1..{MAX_INPUT_SIDE}, got {list(shape)}")
     min_batch, max_batch = f.get("min_batch", int), f.get("max_batch", int)
-    if not 1 <= min_batch <= max_batch:
-        f.fail("max_batch", f"needs 1 <= min_batch <= max_batch, got {min_batch}, {max_batch}")
+    if not 1 <= min_batch <= max_batch <= MAX_BATCH:
+        f.fail("max_batch", f"needs 1 <= min_batch <= max_batch <= {MAX_BATCH}, got {min_batch}, {max_batch}")
     return InputSpec(
         name=f.get("name", str),
         dtype=f.get("dtype", str, choices=INPUT_DTYPES),
@@ -364,6 +395,16 @@ def _parse_output(f: _Fields) -> TensorSpec:
     return TensorSpec(
         name=f.get("name", str), dtype=f.get("dtype", str, choices=OUTPUT_DTYPES), shape=f.int_list("shape")
     )
+
+
+def _check_output_shapes(outputs: tuple[TensorSpec, ...], max_det: int, top: _Fields) -> None:
+    """The contract outputs' recorded shapes agree with ``max_det`` (K)."""
+    expected = {"num_dets": (-1, 1), "boxes": (-1, max_det, 4), "scores": (-1, max_det), "labels": (-1, max_det)}
+    for i, out in enumerate(outputs):
+        want = expected.get(out.name)
+        if want is not None and tuple(out.shape[1:]) != want[1:]:
+            top.fail(f"outputs[{i}].shape", f"of {out.name!r} is {list(out.shape)}, but postprocess.max_det = "
+                                            f"{max_det} makes it {[-1 if d == -1 else d for d in want]}")
 
 
 def _check_relative(name: str, f: _Fields) -> None:

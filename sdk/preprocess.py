@@ -198,6 +198,12 @@ def _target_hw(pre: Preprocess, new_h: int, new_w: int) -> tuple[int, int]:
     return _round_up(new_h, pre.pad_divisor), _round_up(new_w, pre.pad_divisor)
 
 
+def input_hw(pre: Preprocess, h: int, w: int) -> tuple[int, int]:
+    """The (height, width) of the network input ``pre`` makes of an (h, w) image."""
+    scale = resize_scale(pre, h, w)
+    return _target_hw(pre, max(1, int(round(h * scale))), max(1, int(round(w * scale))))
+
+
 def preprocess_image(image: np.ndarray, pre: Preprocess, out: np.ndarray | None = None) -> tuple[np.ndarray, ImageRecord]:
     """Resize and pad one (H, W, 3) uint8 RGB image.
 
@@ -252,15 +258,27 @@ def preprocess_batch(
             records.append(record)
     else:
         padded_images, records = zip(*(preprocess_image(image, pre) for image in arrays))
-        H = max(p.shape[0] for p in padded_images)
-        W = max(p.shape[1] for p in padded_images)
-        nchw = np.empty((len(padded_images), 3, H, W), np.uint8)
-        for i, p in enumerate(padded_images):
-            h, w = p.shape[:2]
-            if (h, w) != (H, W):
-                nchw[i] = pre.pad_value
-            nchw[i, :, :h, :w] = p.transpose(2, 0, 1)
-        records = [r if r.input_hw == (H, W) else ImageRecord(r.orig_hw, (H, W), r.scale, r.pad) for r in records]
+        return assemble_batch(padded_images, records, pre)
+    if not pre.normalize_in_graph:
+        nchw = pre.normalize(nchw)
+    return nchw, list(records)
+
+
+def assemble_batch(
+    padded_images: Sequence[np.ndarray], records: Sequence[ImageRecord], pre: Preprocess
+) -> tuple[np.ndarray, list[ImageRecord]]:
+    """``preprocess_image`` outputs (padded (h, w, 3) uint8 HWC) -> one [B, 3, H, W] batch as
+    ``preprocess_batch`` returns it: padded bottom-right to the largest, normalized unless
+    ``pre.normalize_in_graph``."""
+    H = max(p.shape[0] for p in padded_images)
+    W = max(p.shape[1] for p in padded_images)
+    nchw = np.empty((len(padded_images), 3, H, W), np.uint8)
+    for i, p in enumerate(padded_images):
+        h, w = p.shape[:2]
+        if (h, w) != (H, W):
+            nchw[i] = pre.pad_value
+        nchw[i, :, :h, :w] = p.transpose(2, 0, 1)
+    records = [r if r.input_hw == (H, W) else ImageRecord(r.orig_hw, (H, W), r.scale, r.pad) for r in records]
     if not pre.normalize_in_graph:
         nchw = pre.normalize(nchw)
     return nchw, list(records)

@@ -5,7 +5,9 @@ request takes one batch slot; a request's images stay in order, and a request la
 than the room left in a batch continues in the next one. Images are batched only
 with images of the same network-input shape (the model's static shape in practice).
 
-When an instance is free, the batcher takes queued slots in arrival order and sends:
+When an instance is free, the batcher takes queued slots in turn from each waiting
+request (round robin in arrival order: one slot of every request, then a second of
+every request, ...), so one large request cannot starve small ones, and sends:
 
 - ``max_batch_size`` slots as soon as that many are queued;
 - else the largest ``preferred_batch_sizes`` entry that can be filled, at once;
@@ -17,14 +19,20 @@ When an instance is free, the batcher takes queued slots in arrival order and se
 instance (decoding included); a request over the bound fails with
 RESOURCE_EXHAUSTED (0 = unbounded, Triton's default). A request whose client has
 gone (cancelled RPC) or whose deadline has passed is dropped before inference.
-Decoding and preprocessing run in a shared thread pool while instances infer;
-each of the ``instances`` workers owns one backend session and one thread.
+Decoding and preprocessing run in a shared thread pool while instances infer, one
+image per pool task, so requests decode in turn, whatever their size; each of the
+``instances`` workers owns one backend session and one thread.
+
+Before decoding, a request is admitted (``sdk.serving.admission``): image count and
+pixels per image checked from the headers, its decoded pixels reserved from the
+server's in-flight budget (shared by all models) until it is answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,9 +44,10 @@ import numpy as np
 from sdk.detections import Detections
 from sdk.errors import ConfigError
 from sdk.postprocess import decode_outputs
-from sdk.preprocess import ImageRecord, preprocess_batch
+from sdk.preprocess import ImageRecord, assemble_batch, preprocess_batch, preprocess_image
+from sdk.serving.admission import InflightBudget, RequestLimits, request_cost
 from sdk.serving.model import ServedModel
-from sdk.serving.protocol import RequestError
+from sdk.serving.protocol import InferInputs, RequestError
 from sdk.serving.stats import ModelStats
 
 
@@ -108,7 +117,16 @@ class _Slot:
 class DynamicBatcher:
     """Queue, batch and run inference requests for one ``ServedModel``."""
 
-    def __init__(self, model: ServedModel, config: BatchingConfig, *, stats: ModelStats, pool: Executor) -> None:
+    def __init__(
+        self,
+        model: ServedModel,
+        config: BatchingConfig,
+        *,
+        stats: ModelStats,
+        pool: Executor,
+        limits: RequestLimits | None = None,
+        budget: InflightBudget | None = None,
+    ) -> None:
         if config.max_batch_size > model.max_batch:
             raise ConfigError(
                 f"max_batch_size {config.max_batch_size} exceeds the max batch {model.max_batch} "
@@ -118,6 +136,8 @@ class DynamicBatcher:
         self.config = config
         self.stats = stats
         self._pool = pool
+        self.limits = limits or RequestLimits()
+        self.budget = budget or InflightBudget(self.limits.max_inflight_bytes)
         self._queue: collections.deque[_Slot] = collections.deque()
         self._arrival = asyncio.Event()
         self._forming = asyncio.Lock()
@@ -148,12 +168,19 @@ class DynamicBatcher:
             executor.shutdown(wait=True)
 
     # -- requests --------------------------------------------------------------------
-    async def infer(self, load_images: Callable[[], list[np.ndarray]], *, deadline: float | None) -> list[Detections]:
-        """Decode (``load_images``, in the pool), preprocess, queue and wait for the batches.
+    async def infer(
+        self, images: InferInputs | Callable[[], list[np.ndarray]], *, deadline: float | None
+    ) -> list[Detections]:
+        """Admit, decode and preprocess (in the pool), queue and wait for the batches.
 
+        ``images``: a request's ``InferInputs`` (admitted against ``limits`` and the
+        in-flight budget, then decoded one image per pool task), or a callable returning
+        decoded (H, W, 3) uint8 RGB images (trusted in-process callers: no limits).
         Returns one ``Detections`` per image, in order, in original-image pixels.
         ``deadline`` is a ``time.monotonic()`` instant after which the request is dropped.
         """
+        if isinstance(getattr(images, "__self__", None), InferInputs):  # ``inputs.load_images``: admit it too
+            images = images.__self__
         limit = self.config.max_queue_size
         if limit and self._admitted >= limit:
             self.stats.record_rejected()
@@ -163,9 +190,16 @@ class DynamicBatcher:
             )
         self._admitted += 1
         request = None
+        held = 0
         try:
             loop = asyncio.get_running_loop()
-            batch, records = await loop.run_in_executor(self._pool, self._prepare, load_images)
+            if callable(images):
+                batch, records = await loop.run_in_executor(self._pool, self._prepare, images)
+            else:
+                cost = await loop.run_in_executor(self._pool, request_cost, images, self.model.preprocess, self.limits)
+                await self.budget.acquire(cost, timeout=self._admission_wait(deadline))
+                held = cost
+                batch, records = await self._prepare_in_turn(images)
             n = len(records)
             request = _Request(loop.create_future(), [None] * n, deadline, undispatched=n, unfinished=n)
             now = time.monotonic()
@@ -174,6 +208,8 @@ class DynamicBatcher:
             self._arrival.set()
             return await request.future
         finally:
+            if held:
+                self.budget.release(held)
             if request is None:
                 self._admitted -= 1
             else:
@@ -181,6 +217,26 @@ class DynamicBatcher:
                 if request.undispatched:  # cancelled, expired or failed: forget its queued images now
                     self._queue = collections.deque(s for s in self._queue if s.request is not request)
                     self.stats.set_queued(len(self._queue))
+
+    def _admission_wait(self, deadline: float | None) -> float:
+        wait = self.limits.admission_wait_s
+        return wait if deadline is None else min(wait, deadline - time.monotonic())
+
+    async def _prepare_in_turn(self, inputs: InferInputs) -> tuple[np.ndarray, list[ImageRecord]]:
+        """Decode and preprocess one image per pool task: the pool's queue is FIFO, so
+        concurrent requests take turns image by image, and one decoded full-size image
+        per request is alive at a time."""
+        loop = asyncio.get_running_loop()
+        padded, records = [], []
+        for i in range(inputs.count):
+            image, record = await loop.run_in_executor(self._pool, self._prepare_one, inputs, i)
+            padded.append(image)
+            records.append(record)
+        return await loop.run_in_executor(self._pool, assemble_batch, padded, records, self.model.preprocess)
+
+    def _prepare_one(self, inputs: InferInputs, index: int) -> tuple[np.ndarray, ImageRecord]:
+        image = inputs.load_image(index, max_pixels=self.limits.max_pixels)
+        return preprocess_image(image, self.model.preprocess)
 
     def _release(self, request: _Request) -> None:
         if request.admitted:
@@ -238,7 +294,7 @@ class DynamicBatcher:
                 await self._arrival.wait()
                 continue
             oldest = self._queue[0]
-            same_shape = [s for s in self._queue if s.tensor.shape == oldest.tensor.shape]
+            same_shape = _in_turn([s for s in self._queue if s.tensor.shape == oldest.tensor.shape])
             waited = now - oldest.enqueued
             take = self.config.batch_size_for(len(same_shape), waited_enough=waited >= delay)
             if take:
@@ -277,3 +333,15 @@ class DynamicBatcher:
                 )
         self._queue = keep
         self.stats.set_queued(len(keep))
+
+
+def _in_turn(slots: list[_Slot]) -> list[_Slot]:
+    """``slots`` reordered round robin over their requests (in order of each request's
+    first slot), each request's own slots kept in order: the first slot of every
+    request, then the second of every request, ..."""
+    by_request: dict[int, list[_Slot]] = {}
+    for slot in slots:
+        by_request.setdefault(id(slot.request), []).append(slot)
+    if len(by_request) <= 1:
+        return slots
+    return [s for row in itertools.zip_longest(*by_request.values()) for s in row if s is not None]

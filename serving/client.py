@@ -36,6 +36,8 @@ from sdk.images import load_image
 from sdk.serving.protocol import INPUT_NAME, OUTPUT_NAMES
 from sdk.serving.status import status_name
 
+MAX_IMAGES_PER_REQUEST = 64  # sdk serve's default --max-images
+
 
 class ServerError(SDKError):
     """The server refused or failed a call; ``status`` is the gRPC status name (e.g. "NOT_FOUND")."""
@@ -191,15 +193,20 @@ class Client:
         if network is not None:
             return self._detect_network_input(items, *network, score_thr=score_thr, max_detections=max_detections,
                                               channel_order=channel_order)
-        infer_input = encode_images(items, channel_order=channel_order, module=self._module)
         params = {}
         if score_thr is not None:
             params["score_threshold"] = float(score_thr)
         if max_detections is not None:
             params["max_detections"] = int(max_detections)
         outputs = [self._module.InferRequestedOutput(name) for name in OUTPUT_NAMES]
-        result = self._call("infer", self.model, [infer_input], outputs=outputs, parameters=params or None)
-        return unpack_detections({name: result.as_numpy(name) for name in OUTPUT_NAMES}, self.classes)
+        dets: list[Detections] = []
+        # requests of at most the server's default --max-images (64), so long lists are not refused
+        for start in range(0, len(items), MAX_IMAGES_PER_REQUEST):
+            infer_input = encode_images(items[start:start + MAX_IMAGES_PER_REQUEST], channel_order=channel_order,
+                                        module=self._module)
+            result = self._call("infer", self.model, [infer_input], outputs=outputs, parameters=params or None)
+            dets += unpack_detections({name: result.as_numpy(name) for name in OUTPUT_NAMES}, self.classes)
+        return dets
 
     def network_input(self) -> tuple[Any, int] | None:
         """``(Preprocess, max_batch_size)`` when the model takes the preprocessed network

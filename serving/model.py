@@ -50,12 +50,15 @@ class ServedModel:
             )
 
     @classmethod
-    def from_model_dir(cls, path: str | Path, *, name: str | None = None, device: str = "cpu") -> "ServedModel":
-        """Load and verify ``path`` (``sdk.manifest.load_model_dir``); backends are created later."""
+    def from_model_dir(
+        cls, path: str | Path, *, name: str | None = None, device: str = "cpu", trusted_keys: Any = None
+    ) -> "ServedModel":
+        """Load and verify ``path`` (``sdk.manifest.load_model_dir``; with ``trusted_keys``
+        its manifest signature too); backends are created later."""
         from sdk.manifest import load_model_dir
         from sdk.runtime.base import create_backend
 
-        loaded = load_model_dir(path)
+        loaded = load_model_dir(path, trusted_keys=trusted_keys)
         manifest = loaded.manifest
         info = {
             "backend": manifest.backend,

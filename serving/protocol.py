@@ -38,7 +38,8 @@ from tritonclient.utils import deserialize_bytes_tensor
 
 from sdk.detections import Detections
 from sdk.errors import InputError, SDKError
-from sdk.images import decode_bytes
+from sdk.images import decode_bytes, image_size
+from sdk.limits import DEFAULT_MAX_PIXELS
 
 INPUT_NAME = "images"
 #: (name, KServe datatype, numpy dtype, per-image dims with K = -1)
@@ -80,17 +81,36 @@ class InferInputs:
     timeout_s: float | None
     outputs: tuple[str, ...]
 
-    def load_images(self) -> list[np.ndarray]:
+    def load_images(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[np.ndarray]:
         """Decode into (H, W, 3) uint8 RGB images; undecodable bytes -> INVALID_ARGUMENT."""
+        return [self.load_image(i, max_pixels=max_pixels) for i in range(self.count)]
+
+    def load_image(self, index: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        """Image ``index`` as (H, W, 3) uint8 RGB; undecodable or over ``max_pixels`` -> INVALID_ARGUMENT."""
         if self.pixels is not None:
-            return list(self.pixels)
-        images = []
+            return self.pixels[index]
+        try:
+            return decode_bytes(self.encoded[index], source=f"image {index} of {self.count}", max_pixels=max_pixels)
+        except InputError as exc:
+            raise invalid(f"input '{INPUT_NAME}': {exc}") from None
+
+    def image_sizes(self) -> list[tuple[int, int] | None]:
+        """(height, width) of every image, from the UINT8 shape or the encoded headers
+        (nothing is decoded); ``None`` where PIL refuses the header as a decompression
+        bomb (size unknown); unreadable header -> INVALID_ARGUMENT."""
+        if self.pixels is not None:
+            return [tuple(self.pixels.shape[1:3])] * self.count
+        sizes = []
         for i, data in enumerate(self.encoded or ()):
+            source = f"image {i} of {self.count}"
             try:
-                images.append(decode_bytes(data, source=f"image {i} of {self.count}"))
+                if not data:
+                    raise InputError(f"{source}: empty image data")
+                size = image_size(data, source=source)
             except InputError as exc:
                 raise invalid(f"input '{INPUT_NAME}': {exc}") from None
-        return images
+            sizes.append(size)
+        return sizes
 
 
 def parse_infer_request(request: service_pb2.ModelInferRequest) -> InferInputs:
@@ -152,11 +172,14 @@ def _parse_bytes(shape: tuple[int, ...], raw: bytes | None, tensor) -> tuple[byt
 def _parse_pixels(shape: tuple[int, ...], raw: bytes | None, tensor) -> np.ndarray:
     if len(shape) != 4 or shape[3] != 3 or min(shape) < 1:
         raise invalid(f"UINT8 input '{INPUT_NAME}' must have shape [N, H, W, 3] (RGB, HWC); got {list(shape)}")
-    expected = int(np.prod(shape))
+    expected = shape[0] * shape[1] * shape[2] * shape[3]  # Python ints: np.prod overflows int64 silently
     if raw is not None:
         if len(raw) != expected:
             raise invalid(f"UINT8 input '{INPUT_NAME}' of shape {list(shape)} needs {expected} bytes; got {len(raw)}")
         return np.frombuffer(raw, np.uint8).reshape(shape)
+    if len(tensor.contents.uint_contents) != expected:
+        raise invalid(f"UINT8 input '{INPUT_NAME}' of shape {list(shape)} needs {expected} values; "
+                      f"got {len(tensor.contents.uint_contents)}")
     values = np.asarray(tensor.contents.uint_contents, np.uint32)
     if values.size != expected or (values.size and values.max() > 255):
         raise invalid(

@@ -5,9 +5,11 @@ background event loop (tests, notebooks, benchmarks). Both front-ends call one
 ``ServingCore`` (models, readiness, the inference path). Security defaults: binds
 127.0.0.1, TLS when a certificate and key are given, a bearer token when one is
 given (see ``sdk.serving.auth`` for the open probes), messages bounded to
-``max_message_mb`` (larger ones fail with RESOURCE_EXHAUSTED, HTTP 413). ``drain``
-(what SIGTERM/SIGINT trigger) marks the server not ready, refuses new requests,
-lets in-flight ones finish for ``grace_s`` seconds, then stops.
+``max_message_mb`` (larger ones fail with RESOURCE_EXHAUSTED, HTTP 413), images per
+request, pixels per image and decoded pixels in flight bounded by ``limits``
+(``sdk.serving.admission``; one in-flight budget shared by all models and both
+protocols). ``drain`` (what SIGTERM/SIGINT trigger) marks the server not ready, refuses
+new requests, lets in-flight ones finish for ``grace_s`` seconds, then stops.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import grpc
 from tritonclient.grpc import service_pb2_grpc
 
 from sdk.errors import ConfigError, SDKError
+from sdk.serving.admission import InflightBudget, RequestLimits
 from sdk.serving.auth import BearerTokenInterceptor
 from sdk.serving.batcher import BatchingConfig, DynamicBatcher
 from sdk.serving.core import Deployment, ServingCore
@@ -48,6 +51,7 @@ class ServerOptions:
     token clients must send. ``metrics_port``: Prometheus ``/metrics`` on ``host``
     (None = off). ``grace_s``: how long draining waits for in-flight requests.
     ``decode_threads``: the pool that decodes and preprocesses images.
+    ``limits``: images per request, pixels per image, decoded pixels in flight.
     """
 
     host: str = "127.0.0.1"
@@ -60,6 +64,7 @@ class ServerOptions:
     metrics_port: int | None = None
     grace_s: float = 30.0
     decode_threads: int = min(4, os.cpu_count() or 1)
+    limits: RequestLimits = RequestLimits()
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -137,9 +142,12 @@ class InferenceServer:
 
     async def _start(self) -> None:
         deployments = self._deployments
+        budget = InflightBudget(self.options.limits.max_inflight_bytes)
         for model, batching in self.models:
             stats = ModelStats(model.name, model.version, self.metrics)
-            batcher = DynamicBatcher(model, batching, stats=stats, pool=self._pool)
+            batcher = DynamicBatcher(
+                model, batching, stats=stats, pool=self._pool, limits=self.options.limits, budget=budget
+            )
             deployments[model.name] = Deployment(model, batching, batcher, stats)
         for deployment in deployments.values():
             await deployment.batcher.start()

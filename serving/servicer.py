@@ -93,9 +93,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(self, request_iterator, context):
         """Bidirectional stream: requests run concurrently (and batch together);
         responses come back as they finish, matched by ``id``; a failed request is
-        answered with ``error_message`` and the stream goes on."""
+        answered with ``error_message`` and the stream goes on. A message that cannot
+        be read (not a ModelInferRequest) ends the stream: every request read before
+        it is answered first, then the stream fails with INVALID_ARGUMENT (logged)."""
         responses: asyncio.Queue = asyncio.Queue()
         done = object()
+        unreadable: list[str] = []
 
         async def answer(request) -> None:
             try:
@@ -110,8 +113,16 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         async def read_all() -> None:
             tasks = []
             try:
-                async for request in request_iterator:
-                    tasks.append(asyncio.create_task(answer(request)))
+                try:
+                    async for request in request_iterator:
+                        tasks.append(asyncio.create_task(answer(request)))
+                except Exception as exc:  # the message did not deserialize (grpc raises it from the read)
+                    if type(exc).__module__.startswith("grpc"):  # the RPC itself failed: not a bad message
+                        raise
+                    unreadable.append(f"stream message {len(tasks) + 1} is not a readable ModelInferRequest "
+                                      f"({type(exc).__name__}: {str(exc)[:200]})")
+                    log.warning("ModelStreamInfer: %s; answering the %d request(s) read before it, then ending "
+                                "the stream with INVALID_ARGUMENT", unreadable[0], len(tasks))
                 await asyncio.gather(*tasks)
             finally:
                 for task in tasks:
@@ -124,6 +135,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 yield reply
         finally:
             reader.cancel()
+        if unreadable:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{unreadable[0]}; the requests before it were "
+                                                                  "answered, the stream ends here")
 
     async def _infer(self, request, context) -> service_pb2.ModelInferResponse:
         def respond(inputs, dets, deployment: Deployment) -> service_pb2.ModelInferResponse:

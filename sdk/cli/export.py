@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from sdk.converters.calibration import DEFAULT_CALIB_COUNT
@@ -42,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-det", type=int, help="detections per image K (default: the checkpoint's)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     p.add_argument("--simplify", action="store_true", help="run onnxsim on the graph when it can")
+    p.add_argument("--sign", metavar="KEY",
+                   help="sign the manifest with this Ed25519 private key (PEM from `sdk keygen`), writing "
+                        "manifest.sig; runtimes given the public key (Detector trusted_keys, sdk serve "
+                        "--trusted-keys) refuse unsigned or modified model_dirs")
     precision = p.add_argument_group("precision (baked into the exported graph, recorded in the manifest)")
     precision.add_argument("--precision", choices=PRECISIONS, default=None,
                            help="fp32 (default); fp16: the network in float16, decoding/NMS/RoIAlign float32; "
@@ -100,7 +101,7 @@ def resolve_precision(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sdk.converters.export import ExportOptions, check_backend_precision, export_checkpoint, resolve_backend
-    from sdk.converters.model_dir import publish_model_dir
+    from sdk.converters.publish import publish_model_dir, staging_dir
     from sdk.manifest import load_model_dir
 
     postprocess = {k: v for k, v in (("score_thr", args.score_thr), ("iou_thr", args.iou_thr),
@@ -117,11 +118,11 @@ def run(args: argparse.Namespace) -> int:
     if args.verify:
         check_gate_data(options.precision, dataset)
     if not args.verify:
-        out = export_checkpoint(args.checkpoint, args.out, options)
+        out = export_checkpoint(args.checkpoint, args.out, options, sign_key=args.sign)
         print(_exported_line(args, out, load_model_dir(out, verify_files=False).manifest))
         return 0
     with staging_dir(Path(args.out)) as staging:
-        export_checkpoint(args.checkpoint, staging, options)
+        export_checkpoint(args.checkpoint, staging, options, sign_key=args.sign)
         manifest = load_model_dir(staging, verify_files=False).manifest
         print(_exported_line(args, Path(args.out), manifest))
         report = verify_export(staging, Path(args.checkpoint), manifest.precision, dataset, args.max_map_drop)
@@ -164,15 +165,3 @@ def verify_export(model_dir: Path, checkpoint: Path, precision: str, dataset: st
                                   tolerance=tolerance, progress=True)
     print(format_report(report))
     return report
-
-
-@contextlib.contextmanager
-def staging_dir(out: Path):
-    """A fresh folder beside ``out`` to export into, removed afterwards unless
-    ``publish_model_dir`` moved it to ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.verifying-"))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -3,8 +3,9 @@
 For every input image ``<stem>.<ext>`` the output folder gets ``<stem>.<ext>`` with
 the boxes drawn and ``<stem>.json``: ``{"image", "width", "height", "boxes" (xyxy
 original pixels), "scores", "labels", "names"}``. Stems that repeat across input
-folders get a ``_1``, ``_2`` suffix. Unreadable images are reported and skipped
-(exit status 1).
+folders get a ``_1``, ``_2`` suffix. Unreadable images (corrupt, not an image, or
+over ``--max-pixels``) are reported one line each and skipped; the good ones are
+still written, and the exit status is 1 when any image failed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=None, help="images per backend call (default: the model's maximum batch)"
     )
     parser.add_argument("--no-draw", action="store_true", help="write only the JSON files, no drawn images")
+    parser.add_argument(
+        "--max-pixels", type=int, default=None, metavar="N",
+        help="skip images with more than N pixels (H*W), checked from the file header before decoding "
+        "(default 64000000)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -52,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from sdk.preprocess import iter_chunks
 
     paths = expand_image_paths(args.inputs)
-    detector = Detector(args.model, device=args.device, score_thr=args.score_thr, batch_size=args.batch_size)
+    detector = Detector(
+        args.model, device=args.device, score_thr=args.score_thr, batch_size=args.batch_size,
+        max_pixels=args.max_pixels,
+    )
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stems = unique_stems(paths)
@@ -63,11 +72,11 @@ def run(args: argparse.Namespace) -> int:
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdk-decode") as pool,
         tqdm(total=len(paths), unit="img", desc="infer") as bar,
     ):
-        pending = pool.submit(_decode, [p for p, _ in chunks[0]])
+        pending = pool.submit(_decode, [p for p, _ in chunks[0]], detector.max_pixels)
         for i, chunk in enumerate(chunks):
             images = pending.result()
             if i + 1 < len(chunks):
-                pending = pool.submit(_decode, [p for p, _ in chunks[i + 1]])
+                pending = pool.submit(_decode, [p for p, _ in chunks[i + 1]], detector.max_pixels)
             readable = [(p, s, img) for (p, s), img in zip(chunk, images) if img is not None]
             failed += len(chunk) - len(readable)
             if readable:
@@ -93,7 +102,7 @@ def unique_stems(paths: Sequence[Path]) -> list[str]:
     return out
 
 
-def _decode(paths: Sequence[Path]) -> list:
+def _decode(paths: Sequence[Path], max_pixels: int) -> list:
     """RGB arrays, ``None`` (with a warning) for files that cannot be read."""
     from sdk.errors import InputError
     from sdk.images import load_image
@@ -101,7 +110,7 @@ def _decode(paths: Sequence[Path]) -> list:
     images = []
     for path in paths:
         try:
-            images.append(load_image(path))
+            images.append(load_image(path, max_pixels=max_pixels))
         except InputError as exc:
             log.warning("skipping %s", exc)
             images.append(None)

@@ -23,6 +23,7 @@ SUBCOMMANDS = (
     "train",
     "test",
     "export",
+    "keygen",
     "verify",
     "infer",
     "demo",

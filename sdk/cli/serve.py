@@ -63,6 +63,28 @@ def register(subparsers) -> None:
     security.add_argument(
         "--max-message-mb", type=int, default=64, help="largest request/response message, MiB (default 64)"
     )
+    security.add_argument(
+        "--max-images", type=int, default=64, help="most images in one request; more: INVALID_ARGUMENT (default 64)"
+    )
+    security.add_argument(
+        "--max-pixels", type=int, default=None, metavar="N",
+        help="most pixels (H*W) per image, read from the header before decoding; more: INVALID_ARGUMENT "
+        "(default 64000000)",
+    )
+    security.add_argument(
+        "--max-inflight-mb", type=int, default=1024,
+        help="decoded pixels all admitted requests may hold, MiB; a request waits for room up to "
+        "--admission-wait-s, then gets RESOURCE_EXHAUSTED (default 1024)",
+    )
+    security.add_argument(
+        "--admission-wait-s", type=float, default=5.0,
+        help="how long a request may wait for --max-inflight-mb room (default 5)",
+    )
+    security.add_argument(
+        "--trusted-keys", nargs="+", metavar="PUB",
+        help="Ed25519 public key PEM file(s) (`sdk keygen`): serve only model_dirs whose manifest is signed by "
+        "one of them (`sdk export --sign`)",
+    )
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on http://HOST:PORT/metrics")
     p.add_argument(
         "--grace-s", type=float, default=30.0, help="on SIGTERM/SIGINT, seconds to let in-flight requests finish"
@@ -75,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sdk.errors import ConfigError
+    from sdk.limits import check_max_pixels
+    from sdk.serving.admission import RequestLimits
     from sdk.serving.auth import read_token_file
     from sdk.serving.batcher import BatchingConfig
     from sdk.serving.model import ServedModel
@@ -92,11 +116,16 @@ def run(args: argparse.Namespace) -> int:
         token=read_token_file(args.token_file) if args.token_file else None,
         metrics_port=args.metrics_port,
         grace_s=args.grace_s,
+        limits=RequestLimits(
+            max_images=args.max_images, max_pixels=check_max_pixels(args.max_pixels),
+            max_inflight_mb=args.max_inflight_mb, admission_wait_s=args.admission_wait_s,
+        ),
     )
     _warn_if_exposed(options)
     models = []
     for path in args.model_dirs:
-        model = ServedModel.from_model_dir(path, name=args.model_name, device=args.device)
+        model = ServedModel.from_model_dir(path, name=args.model_name, device=args.device,
+                                           trusted_keys=args.trusted_keys)
         batching = BatchingConfig(
             max_batch_size=args.max_batch_size or model.max_batch,
             max_queue_delay_us=args.max_queue_delay_us,

@@ -4,15 +4,23 @@ A training checkpoint is an ordinary SDK checkpoint (``sdk.checkpoint.save_check
 atomic) whose ``state_dict`` holds the weights to deploy (the EMA weights when EMA is
 on) and whose ``extra`` holds everything needed to resume:
 
-``epoch`` (completed), ``step``, ``best_map``, ``optimizer``, ``scheduler``, ``scaler``,
+``epoch`` (completed), ``step``, ``best_map``, ``best_epoch``, ``optimizer``, ``scheduler``, ``scaler``,
 ``ema`` (counters), ``train_state_dict`` (the raw weights, only with EMA), ``rng``
 (Python/NumPy/torch generator states), ``config`` (``Config.to_dict()``),
 ``world_size`` and ``total_batch_size``.
+
+Write order (``Trainer.fit``): on a new best, ``best.pt`` is written first and then
+copied to ``latest.pt``, so ``latest.pt`` never records a best score that is not on
+disk; each write is atomic. A crash at any instant leaves both loadable, and
+``repair_best`` (run on ``--resume``) recreates a ``best.pt`` that is missing or
+older than what the resumed checkpoint records; ``remove_stale_temporaries`` deletes
+the ``.NAME.pt.*.tmp`` files killed writes leave behind.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -131,3 +139,53 @@ def load_pretrained_weights(model: nn.Module, path: str | Path) -> dict[str, lis
     if missing:
         log.info("load-from: keys left at their initialization (first 5): %s", missing[:5])
     return {"loaded": sorted(loaded), "skipped_shape": skipped, "missing": missing, "unexpected": unexpected}
+
+
+def remove_stale_temporaries(work_dir: Path, names: Sequence[str] = ("latest.pt", "best.pt")) -> list[Path]:
+    """Delete the temporary files (``.latest.pt.XXXX.tmp``) a killed checkpoint write left."""
+    removed = []
+    if work_dir.is_dir():
+        for name in names:
+            for tmp in work_dir.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    if removed:
+        log.info("removed %d temporary file(s) of interrupted checkpoint writes in %s", len(removed), work_dir)
+    return removed
+
+
+def repair_best(best: Path, resumed: Path, *, epoch: int, best_map: float | None, best_epoch: int | None,
+                val_records: Sequence[Mapping[str, Any]] = ()) -> tuple[float | None, int | None]:
+    """Make ``best.pt`` hold the best checkpoint the resumed one (``resumed``, at ``epoch``) records.
+
+    ``best.pt`` is kept when it holds that score or a later, higher one (a crash after
+    writing best.pt, before latest.pt). When it is missing, unreadable or older: if the
+    resumed checkpoint is itself the best epoch (``best_epoch``, or for checkpoints of
+    older SDKs the run log's val record of ``epoch`` equal to ``best_map``), it is copied
+    to ``best.pt``; otherwise those weights are gone, and the best score is forgotten so
+    the next validation writes a new ``best.pt``. Returns ``(best_map, best_epoch)`` to go on with.
+    """
+    from sdk.checkpoint import load_checkpoint
+
+    if best_map is None:
+        return None, None
+    if best.exists():
+        try:
+            on_disk = (load_checkpoint(best).extra or {}).get("best_map")
+        except CheckpointError as exc:
+            log.warning("best checkpoint %s is unreadable (%s); repairing it", best, exc)
+            on_disk = None
+        if on_disk is not None and on_disk >= best_map - 1e-12:
+            return best_map, best_epoch
+    if best_epoch is None:  # checkpoints written before best_epoch was recorded
+        here = [r for r in val_records if r.get("epoch") == epoch and "bbox_mAP" in r]
+        if here and math.isclose(float(here[-1]["bbox_mAP"]), best_map, abs_tol=1e-5):
+            best_epoch = epoch
+    if best_epoch == epoch:
+        copy_atomic(resumed, best)
+        log.warning("%s was missing or stale: restored it from %s (epoch %d, bbox_mAP %.4f)", best, resumed,
+                    epoch, best_map)
+        return best_map, best_epoch
+    log.warning("%s was missing or stale and its weights (epoch %s, bbox_mAP %.4f) are not in %s: the next "
+                "validated epoch writes a new best.pt", best, best_epoch, best_map, resumed)
+    return None, None

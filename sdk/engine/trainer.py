@@ -10,8 +10,10 @@ every file of the work dir:
     WORK_DIR/latest.pt     after every epoch        WORK_DIR/best.pt     best val bbox_mAP
     WORK_DIR/curves.png    loss and mAP curves
 
-Checkpoints are written atomically, so a kill at any moment leaves loadable files;
-``resume`` continues from the last completed epoch to the configured final epoch.
+Checkpoints are written atomically, best.pt before latest.pt records it, so a kill at
+any moment leaves loadable files (``sdk.engine.checkpointing``); ``resume`` continues
+from the last completed epoch to the configured final epoch and repairs a missing
+best.pt.
 """
 
 from __future__ import annotations
@@ -113,8 +115,10 @@ class Trainer:
         self.std = torch.tensor(self.preprocess.std, device=self.device).view(1, 3, 1, 1)
 
         self.max_det = int(ckpt_io.postprocess_record(cfg.model.name, cfg.model.overrides)["max_det"])
-        self.start_epoch, self.step, self.best_map = 0, 0, None
+        self.start_epoch, self.step, self.best_map, self.best_epoch = 0, 0, None, None
         self.run_log = RunLog(self.work_dir / "log.jsonl", enabled=ctx.is_main)
+        if ctx.is_main:
+            ckpt_io.remove_stale_temporaries(self.work_dir)
         if options.resume:
             self._resume(options.resume)
         else:
@@ -184,6 +188,12 @@ class Trainer:
             else:
                 self.ema = ModelEMA(self.model, decay=self.ema.decay, tau=self.ema.tau)
         self.start_epoch, self.step, self.best_map = int(extra["epoch"]), int(extra["step"]), extra.get("best_map")
+        self.best_epoch = extra.get("best_epoch")
+        if self.ctx.is_main:
+            self.best_map, self.best_epoch = ckpt_io.repair_best(
+                self.work_dir / "best.pt", Path(path), epoch=self.start_epoch, best_map=self.best_map,
+                best_epoch=self.best_epoch, val_records=[r for r in self.run_log.records() if r.get("type") == "val"],
+            )
         if self.ctx.is_main:
             restore_rng_state(extra["rng"])
         else:
@@ -199,6 +209,7 @@ class Trainer:
             "epoch": epoch,
             "step": self.step,
             "best_map": self.best_map,
+            "best_epoch": self.best_epoch,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
@@ -244,12 +255,13 @@ class Trainer:
             if ctx.is_main:
                 improved = metrics is not None and metrics.get("epoch") == done and (
                     self.best_map is None or metrics["bbox_mAP"] > self.best_map)
-                if improved:
-                    self.best_map = float(metrics["bbox_mAP"])
-                self._save(latest, done)
-                if improved:
-                    ckpt_io.copy_atomic(latest, best)
+                if improved:  # best.pt first: latest.pt must never record a best that is not on disk
+                    self.best_map, self.best_epoch = float(metrics["bbox_mAP"]), done
+                    self._save(best, done)
+                    ckpt_io.copy_atomic(best, latest)
                     log.info("epoch %d: new best bbox_mAP %.4f -> %s", done, self.best_map, best)
+                else:
+                    self._save(latest, done)
                 plot_curves(self.run_log.records(), self.work_dir / "curves.png")
             barrier()
         if ctx.is_main and not latest.exists():  # resumed a finished run from elsewhere

@@ -23,13 +23,15 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from sdk.errors import BackendUnavailableError, ModelDirError
 from sdk.manifest import CONTRACT_OUTPUTS
 from sdk.runtime.base import parse_device
+from sdk.runtime.graph_check import check_run_outputs, check_signature
 
 if TYPE_CHECKING:  # pragma: no cover
     from sdk.manifest import LoadedModelDir
 
 log = logging.getLogger(__name__)
 
-_ORT_DTYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(float16)": "float16"}
+_ORT_DTYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(float16)": "float16",
+               "tensor(int32)": "int32", "tensor(int64)": "int64"}
 
 
 class OnnxRuntimeBackend:
@@ -80,9 +82,15 @@ class OnnxRuntimeBackend:
                 f"{loaded.model_path} has a fixed batch of {model_batch} but the manifest says "
                 f"{self.min_batch}..{self.max_batch}; re-export the model_dir"
             )
+        check_signature(
+            manifest, loaded.model_path, input_shape=self.session.get_inputs()[0].shape,
+            outputs={o.name: (_ORT_DTYPES.get(o.type), o.shape) for o in self.session.get_outputs()},
+            metadata=self.session.get_modelmeta().custom_metadata_map,
+        )
         h, w = manifest.input.hw
         if warmup and h > 0 and w > 0:
-            self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
+            outputs = self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
+            check_run_outputs(outputs, manifest, self.min_batch, loaded.model_path)
         log.debug("onnxruntime session on %s, providers %s", loaded.model_path, self.session.get_providers())
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:

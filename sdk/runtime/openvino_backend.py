@@ -45,6 +45,7 @@ import numpy as np
 from sdk.errors import BackendUnavailableError, ConfigError, ModelDirError, require
 from sdk.manifest import CONTRACT_OUTPUTS
 from sdk.runtime.base import parse_device
+from sdk.runtime.graph_check import check_run_outputs, check_signature
 
 # A missing openvino raises here with the pip extra to install (create_backend's
 # generic "needs the Python package" message would not name it).
@@ -114,6 +115,11 @@ class OpenVINOBackend:
         model = _read_model(core, loaded)
         self.input_name, self.input_dtype = self._check_input(loaded, model)
         self.output_names = self._check_outputs(loaded, model)
+        # dtypes are not compared: this backend casts outputs to the contract's (OpenVINO may give i64)
+        check_signature(
+            manifest, loaded.model_path, input_shape=_dims(model.inputs[0].get_partial_shape()),
+            outputs={name: (None, _dims(o.get_partial_shape())) for name, o in zip(self.output_names, model.outputs)},
+        )
         self._bound_batch(loaded, model)
 
         config: dict[str, Any] = {
@@ -139,7 +145,8 @@ class OpenVINOBackend:
 
         h, w = manifest.input.hw
         if warmup and h > 0 and w > 0:
-            self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
+            outputs = self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
+            check_run_outputs(outputs, manifest, self.min_batch, loaded.model_path)
         log.debug(
             "openvino %s on %s: %s precision %s, %s streams, %s threads", _version(), loaded.model_path,
             _OV_DEVICE, self.inference_precision, self.compiled.get_property(ov_props.num_streams),
@@ -213,6 +220,13 @@ class OpenVINOBackend:
                 f"{loaded.model_path} does not accept the manifest's input {list(loaded.manifest.input.shape)} with "
                 f"batch {self.min_batch}..{self.max_batch} ({_reason(exc)}); re-export the model_dir"
             ) from exc
+
+
+def _dims(shape: Any) -> list[int | None] | None:
+    """An OpenVINO partial shape as a list: ints where static, None where dynamic (None: dynamic rank)."""
+    if shape.rank.is_dynamic:
+        return None
+    return [dim.get_length() if dim.is_static else None for dim in shape]
 
 
 def _read_model(core: Any, loaded: LoadedModelDir) -> Any:

@@ -8,6 +8,7 @@ mAPs) and against a different checkpoint (must fail).
 from __future__ import annotations
 
 import importlib.util
+import os
 import json
 
 import pytest
@@ -128,3 +129,48 @@ def test_auto_backend_on_cpu_chooses_onnxruntime(monkeypatch):
     monkeypatch.setattr(backend_select, "tensorrt_installed", lambda: False)
     assert resolve_backend(ExportOptions(backend="auto")).backend == "aoti"
     assert resolve_backend(ExportOptions(backend="auto", device="cpu")).backend == "onnxruntime"
+
+
+# -- atomic re-export, signing (issue 15) -----------------------------------------------------
+def test_signed_re_export_replaces_the_model_dir_atomically(exported, checkpoint, tmp_path, capsys):
+    import shutil
+    import subprocess
+    import sys
+
+    from sdk.detector import Detector
+    from sdk.signing import generate_keypair
+
+    out = tmp_path / "models" / "fcos_dir"
+    shutil.copytree(exported, out)
+    before = load_model_dir(out).manifest.created_at
+    # a staging folder of an export killed earlier (its process is gone) and one of a live export
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = out.parent / f".fcos_dir.staging-{int(dead.stdout)}-abc"
+    live = out.parent / f".fcos_dir.staging-{os.getpid()}-xyz"
+    for folder in (stale, live):
+        folder.mkdir()
+    generate_keypair(tmp_path / "k.key", tmp_path / "k.pub")
+    assert main(["export", str(checkpoint), "--out", str(out), "--max-batch", "2", "--sign", str(tmp_path / "k.key")]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == [live.name, "fcos_dir"]  # stale one removed
+    det = Detector(out, trusted_keys=[tmp_path / "k.pub"])
+    assert det.manifest.max_batch == 2 and det.manifest.created_at >= before
+    assert not any(p.name.startswith(".export-") for p in out.iterdir())
+
+
+def test_a_failed_re_export_leaves_the_previous_model_dir(exported, checkpoint, tmp_path, monkeypatch):
+    """A kill mid-export used to leave a new model.onnx under the old manifest (unloadable)."""
+    import shutil
+
+    from sdk.converters import export as export_module
+
+    out = tmp_path / "fcos_dir"
+    shutil.copytree(exported, out)
+
+    def dies_midway(model, meta, out_dir, options, ckpt):
+        (out_dir / "model.onnx").write_bytes(b"half a graph")
+        raise KeyboardInterrupt  # what a kill looks like from inside
+
+    monkeypatch.setitem(export_module.EXPORTERS, "onnxruntime", dies_midway)
+    assert main(["export", str(checkpoint), "--out", str(out)]) == 130  # "interrupted"
+    assert load_model_dir(out).manifest.max_batch == 4  # the previous export, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fcos_dir"]  # no staging left behind

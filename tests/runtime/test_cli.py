@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import cv2
 import numpy as np
@@ -13,7 +14,7 @@ from sdk.cli.infer import unique_stems
 from sdk.cli.main import main
 from sdk.detections import Detections
 from sdk.detector import Detector
-from sdk.errors import ConfigError
+from sdk.errors import ConfigError, InputError
 
 
 @pytest.fixture
@@ -161,3 +162,41 @@ def test_init_and_inference_detector(make_model_dir, scene, tmp_path):
         init_detector("configs/retinanet_tiny.py")
     with pytest.raises(ConfigError, match="needs the Detector"):
         inference_detector(str(model_dir), image)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG header claiming ``width`` x ``height`` with almost no pixel data (a decoder bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_infer_reports_hostile_files_and_carries_on(make_model_dir, image_folder, tmp_path, capsys, caplog):
+    # A header claiming 60000x60000 (OpenCV raised cv2.error), one over --max-pixels, a truncated one.
+    (image_folder / "bomb.png").write_bytes(_png_claiming(60000, 60000))
+    (image_folder / "truncated.png").write_bytes(_png_claiming(100, 100))
+    cv2.imwrite(str(image_folder / "big.png"), np.zeros((200, 200, 3), np.uint8))
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="sdk.cli.infer"):
+        rc = main(["infer", str(make_model_dir()), str(image_folder), "--out-dir", str(out), "--no-draw",
+                   "--max-pixels", "30000"])
+    assert rc == 1
+    assert sorted(p.name for p in out.iterdir()) == ["green.json", "red.json"]
+    assert "3 image(s) unreadable" in capsys.readouterr().out
+    warned = "\n".join(r.getMessage() for r in caplog.records)
+    assert "bomb.png: image has more than" in warned and "big.png: image is 200x200 = 40,000 pixels" in warned
+    assert "truncated.png: not a readable image" in warned
+
+
+def test_detector_max_pixels(make_model_dir):
+    det = Detector(make_model_dir(), max_pixels=5000)
+    assert len(det([np.zeros((50, 100, 3), np.uint8)])) == 1
+    with pytest.raises(InputError, match="101x50 = 5,050 pixels, over the limit of 5,000"):
+        det(_png_claiming(101, 50))
+    with pytest.raises(ConfigError, match="max_pixels"):
+        Detector(make_model_dir(), max_pixels=0)

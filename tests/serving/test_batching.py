@@ -269,3 +269,86 @@ def test_a_backend_fault_fails_its_batch_and_the_server_goes_on(model_dir, scene
             backends[0].broken.clear()
             assert int(client.infer(MODEL_NAME, [infer_input]).as_numpy("labels")[0, 0]) == 1
             assert client.is_server_ready()
+
+
+# -- fairness and the in-flight budget (issue 15) ---------------------------------------------
+def test_a_large_request_does_not_starve_a_small_one(model_dir, scenes):
+    """Slots are taken in turn from each request: a one-image request queued behind a
+    24-image one rides in the next batch, not after all 24 images (FIFO did that)."""
+    with Gated(model_dir) as server:
+        big = server.send([scenes[i % 3] for i in range(24)])
+        assert server.backends[0].entered.wait(20)  # its first 8 are inside infer
+        server.wait_queued(16)
+        small = server.send([scenes[1]])
+        server.wait_queued(17)
+        finished: list[str] = []
+        waiters = [threading.Thread(target=lambda q=q, n=n: (ok(q), finished.append(n))) for q, n in
+                   ((big, "big"), (small, "small"))]
+        for waiter in waiters:
+            waiter.start()
+        server.gate.set()
+        for waiter in waiters:
+            waiter.join(30)
+        assert finished == ["small", "big"]
+        assert server.batch_sizes[:2] == [8, 8]
+
+
+def test_inflight_budget_is_resource_exhausted_after_the_wait(model_dir, scenes):
+    from sdk.serving.admission import RequestLimits
+
+    limits = RequestLimits(max_pixels=100_000, max_inflight_mb=1, admission_wait_s=0.3)
+    with Gated(model_dir, limits=limits) as server:
+        # each request: its largest decoded image (240x180) + 8 network inputs of 64x96 (uint8 HWC
+        # and NCHW) = 0.40 MiB, so two fit in 1 MiB and a third waits
+        first = [server.send([scenes[i % 3] for i in range(8)]) for _ in range(2)]
+        assert server.backends[0].entered.wait(20)
+        server.wait_queued(8)  # both admitted: one batch inside infer, one queued
+        error = failed(server.send([scenes[0]] * 8))
+        assert error.status() == "StatusCode.RESOURCE_EXHAUSTED" and "--max-inflight-mb" in error.message()
+        too_big = failed(server.send([scenes[0]] * 40))  # can never fit: refused without waiting
+        assert "more than the server's in-flight limit" in too_big.message()
+        server.gate.set()
+        for replies in first:
+            result, error = replies.get(timeout=30)
+            assert error is None, error.message()
+        ok(server.send([scenes[0]] * 8))  # room again once answered
+
+
+class SlowBackend:
+    """Wraps a backend: each call costs ``per_image_s`` per image (a real model's compute)."""
+
+    def __init__(self, backend, per_image_s: float) -> None:
+        self._backend, self.per_image_s = backend, per_image_s
+        self.min_batch, self.max_batch = backend.min_batch, backend.max_batch
+
+    def infer(self, batch):
+        time.sleep(self.per_image_s * len(batch))
+        return self._backend.infer(batch)
+
+
+def test_a_huge_request_does_not_starve_a_concurrent_small_one(model_dir):
+    """Even with the image cap raised to 2000, a 2000-image request (2 s of compute here)
+    does not hold up a one-image request sent after it: images are decoded one per pool
+    task in turn, so the small request's image is queued and batched while the huge one
+    still decodes (the test above covers batching in turn once both are queued)."""
+    from sdk.serving.admission import RequestLimits
+
+    pixel = png_bytes(np.full((1, 1, 3), 255, np.uint8))
+    with serve(model_dir, backend_wrapper=lambda b: SlowBackend(b, 0.001),
+               limits=RequestLimits(max_images=2000)) as thread:
+        with grpcclient.InferenceServerClient(thread.url) as client:
+            def request(n):
+                data = np.array([pixel] * n, dtype=np.object_).reshape(-1, 1)
+                infer_input = grpcclient.InferInput("images", list(data.shape), "BYTES")
+                infer_input.set_data_from_numpy(data)
+                return [infer_input]
+
+            huge: queue.Queue = queue.Queue()
+            client.async_infer(MODEL_NAME, request(2000), lambda result, error: huge.put((result, error)))
+            time.sleep(0.3)  # the huge request is decoding and being batched
+            start = time.monotonic()
+            client.infer(MODEL_NAME, request(1))
+            delay = time.monotonic() - start
+            assert huge.empty(), "the huge request finished first: make it larger"
+            assert delay < 1.0, f"a one-image request waited {delay:.2f} s behind a 2000-image one"
+            ok(huge)

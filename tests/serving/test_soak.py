@@ -1,4 +1,6 @@
-"""Soak: 16 concurrent clients for >= 60 s with a share of malformed requests.
+"""Soak: 16 concurrent clients for >= 60 s with a share of malformed and hostile requests
+(undecodable image, decoder bomb over the pixel limit, more images than allowed, wrong
+input name, unknown model), under the server's default limits.
 
 Every good request must come back with exactly its own detections (checked against
 ``Detector`` results computed up front), every bad one with its own error code,
@@ -43,8 +45,23 @@ def bytes_input(blobs: list[bytes], name: str = "images") -> grpcclient.InferInp
     return infer_input
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """A decoder bomb: a PNG header claiming ``width`` x ``height``, almost no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+BOMB = png_claiming(60000, 60000)
 BAD_REQUESTS = {  # kind -> (make (model, inputs), expected status)
     "garbage": (lambda blob: (MODEL_NAME, [bytes_input([blob, b"\x89PNG garbage"])]), "INVALID_ARGUMENT"),
+    "bomb": (lambda blob: (MODEL_NAME, [bytes_input([blob, BOMB])]), "INVALID_ARGUMENT"),  # over --max-pixels
+    "too_many": (lambda blob: (MODEL_NAME, [bytes_input([blob] * 65)]), "INVALID_ARGUMENT"),  # over --max-images
     "input_name": (lambda blob: (MODEL_NAME, [bytes_input([blob], name="image")]), "INVALID_ARGUMENT"),
     "model": (lambda blob: ("no_such_model", [bytes_input([blob])]), "NOT_FOUND"),
 }
