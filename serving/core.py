@@ -77,7 +77,7 @@ class ServingCore:
                 raise RequestError(grpc.StatusCode.UNAVAILABLE, "server is not ready (starting or shutting down)")
             inputs = parse_infer_request(request)
             deadline = _deadline(started, time_remaining, inputs.timeout_s)
-            dets = await deployment.batcher.infer(inputs.load_images, deadline=deadline)
+            dets = await deployment.batcher.infer(inputs, deadline=deadline)  # admitted: limits, budget
             response = respond(inputs, select_detections(dets, inputs), deployment)
             code = None
             return response
