@@ -119,8 +119,11 @@ def aot_kernel_sources(*, arch: int) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- TensorRT
-def register_plugins() -> None:
+def register_plugins(*, arch: int | None = None) -> bool:
     """Register both plugins with ``tensorrt.plugin`` (once per process; thread-safe).
+
+    ``arch``: the SM the engine is built for. Returns whether the plugins have
+    ahead-of-time implementations (the network then prefers them).
 
     Raises ``BackendUnavailableError`` when ``tensorrt.plugin`` (TensorRT >= 10.7) or
     torch is missing.
@@ -128,7 +131,7 @@ def register_plugins() -> None:
     global _registered
     with _lock:
         if _registered:
-            return
+            return False
         from sdk.errors import require
 
         trtp = require("tensorrt.plugin", extra="tensorrt", purpose="The SDK's TensorRT plugins (TensorRT >= 10.7)")
@@ -137,6 +140,7 @@ def register_plugins() -> None:
         _register_batched_nms(trtp, trt)
         _register_multilevel_roi_align(trtp, trt)
         _registered = True
+        return False
 
 
 def _trt_dtype(trt: Any, name: str) -> Any:
