@@ -13,7 +13,7 @@ from sdk.manifest import load_model_dir
 from sdk.preprocess import Preprocess, preprocess_batch
 from sdk.runtime import base
 from sdk.runtime.base import Backend, create_backend
-from sdk.runtime.onnxruntime_backend import OnnxRuntimeBackend, physical_cores
+from sdk.runtime.onnxruntime_backend import OnnxRuntimeBackend, cuda_provider_problem, physical_cores
 
 
 def test_contract_outputs(make_model_dir, scene):
@@ -65,8 +65,42 @@ def test_manifest_disagreeing_with_graph(make_model_dir):
 def test_cuda_without_cuda_provider(make_model_dir):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed: CUDA is available")
-    with pytest.raises(BackendUnavailableError, match="pip install onnxruntime-gpu"):
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'sdk-detect\[gpu\]'") as info:
         create_backend(load_model_dir(make_model_dir()), device="cuda")
+    assert "\n" not in str(info.value)
+
+
+def test_cuda_provider_problems_are_one_sentence_each():
+    cpu = ["CPUExecutionProvider"]
+    assert cuda_provider_problem(["CUDAExecutionProvider", *cpu], ["onnxruntime-gpu"]) is None
+    side_by_side = cuda_provider_problem(cpu, ["onnxruntime", "onnxruntime-gpu"])
+    assert "side by side" in side_by_side and "pip uninstall -y onnxruntime onnxruntime-gpu" in side_by_side
+    assert "CUDA/cuDNN libraries" in cuda_provider_problem(cpu, ["onnxruntime-gpu"])
+    assert "pip install 'sdk-detect[gpu]'" in cuda_provider_problem(cpu, ["onnxruntime"])
+    assert all("\n" not in m for m in (side_by_side, cuda_provider_problem(cpu, ["onnxruntime"])))
+
+
+def test_detector_on_cuda_asks_for_the_cuda_provider(make_model_dir, monkeypatch):
+    """What ``Detector(model_dir, device="cuda:1")`` gives ONNX Runtime, checked on a CPU:
+    the session is created on CPU but records the providers it was asked for."""
+    from sdk import Detector
+
+    requested = []
+    real_session = ort.InferenceSession
+
+    class RecordingSession(real_session):
+        def __init__(self, model, sess_options=None, providers=None, **kwargs):
+            requested.append(providers)
+            super().__init__(model, sess_options=sess_options, providers=["CPUExecutionProvider"], **kwargs)
+
+        def get_providers(self):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", RecordingSession)
+    detector = Detector(make_model_dir(), device="cuda:1")
+    assert requested == [[("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]]
+    assert detector.backend.name == "onnxruntime"
 
 
 def test_custom_op_library_missing(make_model_dir, monkeypatch):
