@@ -109,15 +109,6 @@ def multilevel_roi_align_output(
     return OutputDesc("pooled", dtype, (rois_shape[0], rois_shape[1], channels, oh, ow))
 
 
-def aot_kernel_sources(*, arch: int) -> dict[str, str]:
-    """``{kernel name: PTX}`` of the ops' Triton kernels for ``sm_<arch>`` (no GPU needed);
-    what an ``@trtp.aot_impl`` will return once single-launch entry points exist."""
-    from sdk.trt_plugins.batched_nms.triton_kernel import compile_kernels as nms_kernels
-    from sdk.trt_plugins.multilevel_roi_align.triton_kernel import compile_kernels as roi_kernels
-
-    return {name: k.asm["ptx"] for name, k in {**nms_kernels(arch=arch), **roi_kernels(arch=arch)}.items()}
-
-
 # ----------------------------------------------------------------------------- TensorRT
 def register_plugins(*, arch: int | None = None) -> bool:
     """Register both plugins with ``tensorrt.plugin`` (once per process; thread-safe).
