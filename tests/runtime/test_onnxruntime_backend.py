@@ -152,6 +152,10 @@ def _nms_graph(path, *, weights: np.ndarray, candidates: np.ndarray, max_det: in
         numpy_helper.from_array(np.array([0], np.int64), "start"),
         numpy_helper.from_array(np.array([2], np.int64), "end"),
         numpy_helper.from_array(np.array(255.0, np.float32), "c255"),
+        numpy_helper.from_array(np.array([0, weights.size], np.int64), "flat_shape"),
+        numpy_helper.from_array(np.array([weights.size], np.int64), "top_k"),
+        numpy_helper.from_array(np.array(weights.shape[1], np.int64), "classes"),
+        numpy_helper.from_array(np.array([-1], np.int64), "last"),
     ]
     nodes = [
         helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
@@ -163,15 +167,22 @@ def _nms_graph(path, *, weights: np.ndarray, candidates: np.ndarray, max_det: in
         helper.make_node("Shape", ["x"], ["b"], start=0, end=1),
         helper.make_node("Concat", ["b", "n4"], ["bn4"], axis=0),
         helper.make_node("Expand", ["cand", "bn4"], ["cand_boxes"]),
+        # the tensorrt flavor's pre-NMS top-k in front of the node (onnx_lowerings)
+        helper.make_node("Reshape", ["cand_scores", "flat_shape"], ["flat"]),
+        helper.make_node("TopK", ["flat", "top_k"], ["top_scores", "top_idx"], axis=1),
+        helper.make_node("Div", ["top_idx", "classes"], ["rows"]),
+        helper.make_node("Unsqueeze", ["rows", "last"], ["rows1"]),
+        helper.make_node("GatherND", ["cand_boxes", "rows1"], ["top_boxes"], batch_dims=1),
+        helper.make_node("Mod", ["top_idx", "classes"], ["top_labels64"]),
+        helper.make_node("Cast", ["top_labels64"], ["top_labels"], to=TensorProto.INT32),
         helper.make_node(
             "BatchedNMS",
-            ["cand_boxes", "cand_scores"],
+            ["top_boxes", "top_scores", "top_labels"],
             ["num_dets", "boxes", "scores", "labels"],
             domain="sdk",
             score_threshold=0.05,
             iou_threshold=0.5,
             max_det=max_det,
-            pre_nms_top_k=-1,
             class_agnostic=0,
         ),
     ]

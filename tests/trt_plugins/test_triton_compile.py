@@ -28,7 +28,7 @@ for agnostic in (False, True):
     assert k.block_threads == 256 and k.shared_mem >= 0
     print("nms_agnostic" if agnostic else "nms")
 for name, kernel in roi_kernels(arch=arch).items():
-    assert f".target sm_{arch}" in kernel.asm["ptx"] and kernel.asm["cubin"], name
+    assert f".target sm_{arch}" in kernel.ptx and kernel.ptx.count(".param") >= 15, name
     print(name)
 """
 
