@@ -13,9 +13,9 @@ live in domain ``ai.onnx.contrib``, take only scalar attributes and a fixed numb
 of inputs. ``prepare_model`` therefore rewrites a *copy* of the model for the session:
 each ``sdk::<Op>`` node becomes ``ai.onnx.contrib::Sdk<Op>_<num inputs>`` and its
 attributes are packed into one JSON string attribute ``sdk_attributes``. The rest of
-the graph is untouched. Float32 inputs only (export fp32 graphs; TensorRT's fp16 is a
-builder flag). The Python op copies its outputs element by element: fine for tests,
-not a production path.
+the graph is untouched. Float32 inputs only, which is what every precision's graph
+gives the ops (fp16 graphs cast to float32 around them). The Python op copies its
+outputs element by element: fine for tests, not a production path.
 """
 
 from __future__ import annotations

@@ -107,12 +107,13 @@ def _roi_align_kernel(
     y2 = tl.load(rois_ptr + roi * 4 + 3)
     # torchvision's LevelMapper in float32; area < 0 is its NaN size: no level, zeros
     area = (x2 - x1) * (y2 - y1)
-    raw = tl.floor(CANONICAL_LEVEL + tl.log2(tl.div_rn(tl.sqrt(tl.maximum(area, 0.0)), CANONICAL_SCALE * 1.0)) + 1e-6)
+    # IEEE sqrt and division as torch (tl.sqrt and / are approximate on NVIDIA GPUs)
+    raw = tl.floor(CANONICAL_LEVEL + tl.log2(tl.div_rn(tl.sqrt_rn(tl.maximum(area, 0.0)), CANONICAL_SCALE * 1.0)) + 1e-6)
     k = tl.minimum(tl.maximum(raw, K_MIN * 1.0), (K_MIN + NUM_LEVELS - 1) * 1.0)
     level = tl.where(area >= 0.0, k.to(tl.int32) - K_MIN, -1)
     height = tl.where(level == 0, h0, tl.where(level == 1, h1, tl.where(level == 2, h2, h3)))
     width = tl.where(level == 0, w0, tl.where(level == 1, w1, tl.where(level == 2, w2, w3)))
-    scale = tl.exp2(-(K_MIN + tl.maximum(level, 0)).to(tl.float32))  # 2 ** -k: exact
+    scale = tl.div_rn(1.0, (1 << (K_MIN + tl.maximum(level, 0))).to(tl.float32))  # 2 ** -k, exact
     offset = 0.5 if ALIGNED else 0.0
     start_x = x1 * scale - offset
     start_y = y1 * scale - offset
@@ -151,7 +152,7 @@ def _roi_align_kernel(
         if level == 3:
             acc = _pool_roi(f3, *args, OW=OW)
     out = out_ptr + roi.to(tl.int64) * channels * OH * OW + channel[:, None] * OH * OW + bins[None, :]
-    tl.store(out, (acc / count).to(out_ptr.dtype.element_ty), mask=channel_ok[:, None] & bin_ok[None, :])
+    tl.store(out, tl.div_rn(acc, count).to(out_ptr.dtype.element_ty), mask=channel_ok[:, None] & bin_ok[None, :])
 
 
 def kernel_constants(
