@@ -167,3 +167,58 @@ def test_engine_for_another_gpu_or_version_fails_in_one_line(fake_machine, engin
         tensorrt_backend.TensorRTBackend(loaded, device="cuda", warmup=False)
     assert "\n" not in str(info.value) and "the engine was built for" in str(info.value)
     assert not any(name == "deserialize_cuda_engine" for _, name, _ in trt.calls)  # checked before TensorRT
+
+
+@pytest.fixture(scope="module")
+def fcos_checkpoint(tmp_path_factory):
+    from deploy_support import save_random_checkpoint
+
+    path, _ = save_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "fcos.pt", "fcos_tiny")
+    return path
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_tensorrt_export_builds_from_the_precision_graph(fake_machine, fcos_checkpoint, tmp_path, precision):
+    """``sdk export --backend tensorrt --precision P`` on TensorRT 11: the engine is built
+    from ``export_precision_onnx``'s graph (fp16 network with the plugin nodes; int8 QDQ
+    with symmetric int8 activations on the standard-op graph) and the manifest says so."""
+    import cv2
+    import onnx
+
+    from sdk.converters.export import ExportOptions, export_checkpoint
+
+    trt = fake_machine("11")
+    parsed = []
+
+    def parser(network, logger):
+        def parse_from_file(path):
+            model = onnx.load(path)
+            zero_points = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if "zero_point" in t.name]
+            parsed.append(({(n.domain, n.op_type) for n in model.graph.node}, zero_points,
+                           {t.data_type for t in model.graph.initializer}))
+            return True
+        from fake_tensorrt import _Strict
+        return _Strict(trt, "OnnxParser", parse_from_file=parse_from_file, num_errors=0)
+
+    trt.OnnxParser = parser
+    images = tmp_path / "calib"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(images / f"{i}.png"), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    options = ExportOptions(backend="tensorrt", precision=precision, max_batch=2, calib_images=str(images),
+                            calib_count=4)
+    manifest = load_model_dir(export_checkpoint(fcos_checkpoint, tmp_path / "md", options)).manifest
+    (ops, zero_points, initializer_types), = parsed
+    assert (manifest.backend, manifest.precision) == ("tensorrt", precision)
+    assert manifest.build_target == {"tensorrt": trt.__version__, "sm": "sm_90", "gpu": "NVIDIA Fake GPU"}
+    if precision == "fp16":
+        assert manifest.flavor == "tensorrt" and manifest.plugins == ("sdk::BatchedNMS",)
+        assert ("sdk", "BatchedNMS") in ops and onnx.TensorProto.FLOAT16 in initializer_types
+        assert manifest.precision_details["network_dtype"] == "float16"
+    else:
+        assert manifest.flavor == "onnxruntime" and manifest.plugins == ()
+        assert ("", "QuantizeLinear") in ops and ("", "NonMaxSuppression") in ops
+        assert manifest.precision_details["activations"] == "int8"
+        assert all(z.dtype == np.int8 and not z.any() for z in zero_points)  # symmetric int8 activations
+    assert not any(name == "set_flag" for _, name, _ in trt.calls)
