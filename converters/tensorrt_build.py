@@ -92,7 +92,7 @@ def build_engine(
     Raises ``BackendUnavailableError`` without TensorRT >= 10.10 / a GPU, ``ModelDirError``
     when the graph does not parse or the build fails.
     """
-    from sdk.converters.tensorrt_plugins import register_plugins
+    from sdk.converters.tensorrt_plugins import plugins_of, register_plugins
     from sdk.runtime.tensorrt_backend import check_tensorrt_available, current_target
 
     check_tensorrt_available(device)
@@ -101,7 +101,8 @@ def build_engine(
     check_tensorrt_version(trt.__version__)
     profile_shapes = optimization_profile(input_shape, max_batch)
     target = current_target(trt, device)
-    aot = register_plugins(arch=int(target["sm"].removeprefix("sm_")))
+    # only graphs with sdk:: nodes need the plugins (and Triton to compile their kernels)
+    aot = bool(plugins_of(onnx_path)) and register_plugins(arch=int(target["sm"].removeprefix("sm_")))
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(network_flags(trt, aot_plugins=aot))

@@ -220,5 +220,6 @@ def test_tensorrt_export_builds_from_the_precision_graph(fake_machine, fcos_chec
         assert manifest.flavor == "onnxruntime" and manifest.plugins == ()
         assert ("", "QuantizeLinear") in ops and ("", "NonMaxSuppression") in ops
         assert manifest.precision_details["activations"] == "int8"
+        assert trt.plugin_arches == []  # no plugin nodes: no plugins, no Triton needed
         assert all(z.dtype == np.int8 and not z.any() for z in zero_points)  # symmetric int8 activations
     assert not any(name == "set_flag" for _, name, _ in trt.calls)
