@@ -102,6 +102,7 @@ def write_model_dir(
     source_checkpoint: str | os.PathLike | None = None,
     extra_files: Iterable[str | os.PathLike] = (),
     move: bool = False,
+    build_target: Mapping[str, str] | None = None,
 ) -> Path:
     """Package ``model_file`` (+ ``extra_files``) into ``out_dir`` with a manifest.
 
@@ -121,6 +122,7 @@ def write_model_dir(
         source_checkpoint: the checkpoint exported (its sha256 is recorded), or that
             sha256 as a 64-digit hex string.
         move: move the files into ``out_dir`` instead of copying them.
+        build_target: what the model file is tied to (TensorRT engines: version and SM).
 
     Returns ``out_dir`` as a ``Path``. Raises ``ConfigError`` for invalid arguments.
     """
@@ -177,6 +179,7 @@ def write_model_dir(
         library_versions=library_versions(),
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         precision_details=dict(precision_details or {}),
+        build_target=dict(build_target or {}),
     )
     # Round-trip through the validating parser: never write a manifest we would refuse to load.
     Manifest.from_dict(json.loads(manifest.to_json()), source=f"manifest for {out}")

@@ -1,20 +1,25 @@
-"""ONNX (TensorRT flavor) -> TensorRT engine -> model_dir. TensorRT 10 API, imported lazily.
+"""ONNX -> TensorRT engine -> model_dir, for TensorRT 10.10+ and 11.x (imported lazily).
 
-``build_engine`` parses the graph with ``trt.OnnxParser`` (the ``sdk::`` nodes become
-the SDK's plugins, ``sdk.converters.tensorrt_plugins``), adds one optimization
-profile over the batch range, and serializes the engine:
+``build_engine`` parses the graph with ``trt.OnnxParser`` into a **strongly typed**
+network (``sdk.runtime.tensorrt_api.network_flags``): every tensor keeps the dtype the
+graph gives it, so the precision is the exported graph's (``export_precision_onnx``):
 
-- profile: min (1, 3, H, W), opt (max(1, max_batch // 2), 3, H, W), max (max_batch, 3, H, W);
-- ``fp16``: ``BuilderFlag.FP16``; plugin layers pinned to float32 with
-  ``OBEY_PRECISION_CONSTRAINTS`` (NMS boxes and scores, RoI coordinates);
-- ``int8``: ``IInt8EntropyCalibrator2`` over calibration images preprocessed by
-  ``sdk.preprocess`` (implicit quantization, deprecated since TensorRT 10.1 in favour
-  of explicitly quantized graphs, still supported in 10.x);
-- timing cache loaded from and saved to ``timing_cache`` (rebuilds take seconds).
+- fp32: the float32 graph;
+- fp16: the network in float16 between explicit casts, decoding / NMS / RoIAlign float32;
+- int8: the QDQ graph with symmetric int8 activations (TensorRT's explicit quantization),
+  calibrated by ``sdk.converters.quantize`` before TensorRT sees it.
 
-Everything that does not need TensorRT (profile shapes, precision names, calibration
-batches, the model_dir) is a plain function, tested on CPU. The engine runs only
-with the TensorRT version and GPU model it was built on.
+No builder precision flags, no calibrator, no ``EXPLICIT_BATCH`` (all removed in
+TensorRT 11; TensorRT 10 builds the same network the same way). The ``sdk::`` nodes
+become the SDK's plugins (``sdk.converters.tensorrt_plugins``), whose ahead-of-time
+kernels TensorRT compiles into the engine (``PREFER_AOT_PYTHON_PLUGINS``). One
+optimization profile over the batch range; the timing cache is loaded from and saved
+to ``timing_cache``. The engine is tied to the TensorRT version and GPU SM it was built
+with: both go into the manifest's ``build_target``, and the runtime checks them.
+
+Everything that does not need TensorRT (profile shapes, the model_dir, the version
+facts) is a plain function, tested on CPU; the TensorRT calls are tested against
+stand-ins with the 10.x and 11.x API surfaces (tests/converters/tensorrt_surface.py).
 """
 
 from __future__ import annotations
@@ -22,17 +27,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
-import numpy as np
-
-from sdk.errors import BackendUnavailableError, ConfigError, ModelDirError
+from sdk.errors import ConfigError, ModelDirError
 from sdk.preprocess import Preprocess
+from sdk.runtime.tensorrt_api import MIN_TENSORRT, check_tensorrt_version, network_flags
 
 log = logging.getLogger(__name__)
 
-#: the ONNX parser maps an ``sdk::Op`` node to plugin ``sdk::Op`` (namespace = node domain) from 10.10
-MIN_TENSORRT = (10, 10)
+__all__ = ["MIN_TENSORRT", "ProfileShapes", "build_engine", "check_tensorrt_version", "optimization_profile",
+           "write_tensorrt_model_dir", "export_checkpoint_tensorrt", "graph_flavor"]
 
 
 class ProfileShapes(NamedTuple):
@@ -55,38 +59,12 @@ def optimization_profile(input_shape: Sequence[int], max_batch: int) -> ProfileS
     return ProfileShapes((1, 3, h, w), (max(1, max_batch // 2), 3, h, w), (max_batch, 3, h, w))
 
 
-def check_tensorrt_version(version: str) -> None:
-    """``BackendUnavailableError`` unless ``version`` (``tensorrt.__version__``) is at least ``MIN_TENSORRT``."""
-    parts = [int(p) if p.isdigit() else 0 for p in version.split(".")[:2]]
-    if tuple(parts + [0] * (2 - len(parts))) < MIN_TENSORRT:
-        raise BackendUnavailableError(
-            f"TensorRT {version} is too old: the SDK's plugin nodes need TensorRT >= "
-            f"{'.'.join(map(str, MIN_TENSORRT))} (pip install -U tensorrt)"
-        )
-
-
-def precision_name(*, fp16: bool, int8: bool) -> str:
-    """The manifest ``precision``: ``"int8"`` (INT8 allowed, FP16 too when set), ``"fp16"``, ``"fp32"``."""
-    return "int8" if int8 else "fp16" if fp16 else "fp32"
-
-
-def calibration_batches(
-    images: Sequence[Any], preprocess: Preprocess, *, batch_size: int
-) -> Iterator[np.ndarray]:
-    """Network batches [batch_size, 3, H, W] (uint8, or normalized float32) of ``images``
-    (paths or arrays; ``sdk.images.load_image``), exactly as ``Detector`` feeds them.
-
-    Only full batches (a calibrator has one batch size); at least one image per batch
-    size is needed.
-    """
-    from sdk.images import load_image
-    from sdk.preprocess import iter_chunks, preprocess_batch
-
-    if batch_size < 1 or len(images) < batch_size:
-        raise ConfigError(f"INT8 calibration needs at least {batch_size} images, got {len(images)}")
-    for chunk in iter_chunks(list(images), batch_size):
-        if len(chunk) == batch_size:
-            yield preprocess_batch(chunk, preprocess, load=load_image)[0]
+def graph_flavor(precision: str) -> str:
+    """The ONNX flavor the TensorRT exporter builds from: ``sdk::`` plugin nodes
+    (``"tensorrt"``) for fp32/fp16; the standard-op graph (``"onnxruntime"``, which
+    TensorRT parses too) for int8, because calibration runs the graph in ONNX Runtime,
+    which cannot run the plugin nodes."""
+    return "onnxruntime" if precision == "int8" else "tensorrt"
 
 
 # ----------------------------------------------------------------------------- TensorRT
@@ -94,43 +72,40 @@ def build_engine(
     onnx_path: str | os.PathLike,
     engine_path: str | os.PathLike,
     *,
-    fp16: bool,
     max_batch: int,
     input_shape: Sequence[int],
     workspace_gb: float = 4.0,
-    int8: bool = False,
-    calib_images: Sequence[Any] | None = None,
-    preprocess: Preprocess | None = None,
     timing_cache: str | os.PathLike | None = None,
-) -> Path:
-    """Build and serialize a TensorRT engine from a TensorRT-flavor ONNX graph.
+    device: str = "cuda",
+) -> tuple[Path, dict[str, str]]:
+    """Build and serialize a TensorRT engine from an exported ONNX graph (any precision).
 
     Args:
         onnx_path: graph with input ``images`` [B, 3, H, W] and the contract outputs.
         engine_path: where to write the serialized engine.
-        fp16, int8: allow those precisions (plugins stay float32).
         max_batch, input_shape: the profile (``optimization_profile``).
         workspace_gb: builder workspace memory pool limit.
-        calib_images, preprocess: INT8 calibration images and their preprocessing.
         timing_cache: file to load the timing cache from (when present) and save it to.
+        device: the GPU to build for (``"cuda"`` / ``"cuda:N"``).
 
-    Raises ``BackendUnavailableError`` without TensorRT / a GPU, ``ModelDirError``
+    Returns ``(engine path, build_target)`` (``sdk.runtime.tensorrt_api.build_target``).
+    Raises ``BackendUnavailableError`` without TensorRT >= 10.10 / a GPU, ``ModelDirError``
     when the graph does not parse or the build fails.
     """
-    from sdk.converters.tensorrt_plugins import register_plugins
-    from sdk.runtime.tensorrt_backend import check_tensorrt_available
+    from sdk.converters.tensorrt_plugins import plugins_of, register_plugins
+    from sdk.runtime.tensorrt_backend import check_tensorrt_available, current_target
 
-    check_tensorrt_available("cuda")
+    check_tensorrt_available(device)
     import tensorrt as trt
 
     check_tensorrt_version(trt.__version__)
     profile_shapes = optimization_profile(input_shape, max_batch)
-    if int8 and (not calib_images or preprocess is None):
-        raise ConfigError("--int8 needs calibration images (--calib-images) and the model's preprocessing")
-    register_plugins()
+    target = current_target(trt, device)
+    # only graphs with sdk:: nodes need the plugins (and Triton to compile their kernels)
+    aot = bool(plugins_of(onnx_path)) and register_plugins(arch=int(target["sm"].removeprefix("sm_")))
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    network = builder.create_network(network_flags(trt, aot_plugins=aot))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -141,18 +116,10 @@ def build_engine(
     profile = builder.create_optimization_profile()
     profile.set_shape(network.get_input(0).name, *profile_shapes)
     config.add_optimization_profile(profile)
-    if fp16 or int8:
-        if fp16:
-            config.set_flag(trt.BuilderFlag.FP16)
-        _pin_plugins_to_fp32(trt, network, config)
-    if int8:
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.set_calibration_profile(profile)
-        batches = calibration_batches(calib_images, preprocess, batch_size=profile_shapes.opt[0])
-        config.int8_calibrator = _entropy_calibrator(trt, batches, profile_shapes.opt, Path(engine_path))
     cache = _load_timing_cache(config, timing_cache)
 
-    log.info("building TensorRT engine from %s (fp16=%s, int8=%s, profile %s)", onnx_path, fp16, int8, profile_shapes)
+    log.info("building a strongly typed TensorRT %s engine for %s from %s (profile %s)",
+             trt.__version__, target["sm"], onnx_path, profile_shapes)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ModelDirError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
@@ -161,22 +128,7 @@ def build_engine(
     out = Path(engine_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(memoryview(serialized))
-    return out
-
-
-def _pin_plugins_to_fp32(trt: Any, network: Any, config: Any) -> None:
-    """Plugin layers compute and output in float32 even when FP16/INT8 are allowed."""
-    pinned = 0
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        if layer.type == trt.LayerType.PLUGIN_V3:
-            layer.precision = trt.float32
-            for j in range(layer.num_outputs):
-                if layer.get_output(j).dtype in (trt.float32, trt.float16):
-                    layer.set_output_type(j, trt.float32)
-            pinned += 1
-    if pinned:
-        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    return out, target
 
 
 def _load_timing_cache(config: Any, path: str | os.PathLike | None) -> Any:
@@ -184,36 +136,6 @@ def _load_timing_cache(config: Any, path: str | os.PathLike | None) -> Any:
     cache = config.create_timing_cache(data)
     config.set_timing_cache(cache, ignore_mismatch=False)
     return cache
-
-
-def _entropy_calibrator(trt: Any, batches: Iterable[np.ndarray], shape: Sequence[int], engine_path: Path) -> Any:
-    """An ``IInt8EntropyCalibrator2`` feeding ``batches`` through one device buffer (torch CUDA)."""
-    import torch
-
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            super().__init__()
-            self.batches = iter(batches)
-            self.device_batch: torch.Tensor | None = None  # kept alive while TensorRT reads it
-            self.cache_path = engine_path.with_suffix(".calib")
-
-        def get_batch_size(self) -> int:
-            return int(shape[0])
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            batch = next(self.batches, None)
-            if batch is None:
-                return None
-            self.device_batch = torch.from_numpy(batch).cuda()
-            return [int(self.device_batch.data_ptr())]
-
-        def read_calibration_cache(self) -> bytes | None:
-            return self.cache_path.read_bytes() if self.cache_path.is_file() else None
-
-        def write_calibration_cache(self, cache: Any) -> None:
-            self.cache_path.write_bytes(bytes(cache))
-
-    return EntropyCalibrator()
 
 
 # ----------------------------------------------------------------------------- model_dir
@@ -228,63 +150,62 @@ def write_tensorrt_model_dir(
     preprocess: Preprocess,
     postprocess: Mapping[str, float | int],
     max_batch: int,
+    build_target: Mapping[str, str],
+    precision_details: Mapping[str, Any] | None = None,
     source_checkpoint: str | os.PathLike | None = None,
 ) -> Path:
-    """Package an engine as a model_dir: backend and flavor ``"tensorrt"``, the plugins
-    the ONNX graph it was built from uses (``sdk::BatchedNMS``, ...), batch 1..max_batch."""
+    """Package an engine as a model_dir: backend ``"tensorrt"``, the flavor and plugins of
+    the ONNX graph it was built from (``sdk::BatchedNMS``, ...), batch 1..max_batch, and the
+    ``build_target`` (TensorRT version, SM) the engine only runs on."""
     from sdk.converters.model_dir import write_model_dir
     from sdk.converters.tensorrt_plugins import plugins_of
 
     static = preprocess.static_shape
     if static is None:
         raise ConfigError("TensorRT engines need a static input size: use letterbox preprocessing")
+    plugins = plugins_of(onnx_path)
     return write_model_dir(
         out_dir,
         model_file=engine_path,
         backend="tensorrt",
-        flavor="tensorrt",
+        flavor="tensorrt" if plugins else "onnxruntime",
         precision=precision,
+        precision_details=precision_details,
         model_name=model_name,
         classes=classes,
         preprocess=preprocess,
         postprocess=postprocess,
         input_shape=static,
         max_batch=max_batch,
-        plugins=plugins_of(onnx_path),
+        plugins=plugins,
         source_checkpoint=source_checkpoint,
+        build_target=build_target,
     )
 
 
 def export_checkpoint_tensorrt(model: Any, meta: Any, out_dir: Path, options: Any, checkpoint: Path) -> Path:
-    """``sdk.converters.export.EXPORTERS["tensorrt"]``: eager model -> TensorRT-flavor ONNX
-    -> engine -> model_dir. Fails at once (before exporting anything) without TensorRT or a GPU."""
+    """``sdk.converters.export.EXPORTERS["tensorrt"]``: eager model -> ONNX in
+    ``options.precision`` (``export_precision_onnx``, flavor ``graph_flavor``) -> engine ->
+    model_dir. Fails at once (before exporting anything) without TensorRT or a GPU."""
     import tempfile
+    from dataclasses import replace
 
-    import torch
-
-    from sdk.converters.onnx_export import export_onnx
-    from sdk.converters.calibration import calibration_paths
-    from sdk.models.deploy import build_deploy_module
+    from sdk.converters.export import export_precision_onnx
     from sdk.runtime.tensorrt_backend import check_tensorrt_available
 
-    check_tensorrt_available("cuda")
-    static = meta.preprocess.static_shape
-    deploy = build_deploy_module(model, preprocess=meta.preprocess, postprocess=meta.postprocess)
-    input_dtype = torch.uint8 if meta.preprocess.normalize_in_graph else torch.float32
+    device = options.device or "cuda"
+    check_tensorrt_available(device)
+    options = replace(options, flavor=graph_flavor(options.precision))
     with tempfile.TemporaryDirectory(prefix="sdk-trt-") as tmp:
-        onnx_path = export_onnx(
-            deploy, Path(tmp) / "model.onnx", flavor="tensorrt", input_shape=static, max_batch=options.max_batch,
-            opset=options.opset, input_dtype=input_dtype,
-        )
-        engine = build_engine(
-            onnx_path, Path(tmp) / "model.engine", fp16=options.fp16, max_batch=options.max_batch,
-            input_shape=static, workspace_gb=options.workspace_gb, int8=options.int8,
-            calib_images=calibration_paths(images_dir=options.calib_images, dataset=options.calib_dataset,
-                                           count=options.calib_count) if options.int8 else None,
-            preprocess=meta.preprocess, timing_cache=options.timing_cache,
+        onnx_path, details = export_precision_onnx(model, meta, Path(tmp), options)
+        engine, target = build_engine(
+            onnx_path, Path(tmp) / "model.engine", max_batch=options.max_batch,
+            input_shape=meta.preprocess.static_shape, workspace_gb=options.workspace_gb,
+            timing_cache=options.timing_cache, device=device,
         )
         return write_tensorrt_model_dir(
-            engine, out_dir, onnx_path=onnx_path, precision=precision_name(fp16=options.fp16, int8=options.int8),
+            engine, out_dir, onnx_path=onnx_path, precision=options.precision, precision_details=details,
             model_name=meta.model_name, classes=meta.classes, preprocess=meta.preprocess,
-            postprocess=meta.postprocess, max_batch=options.max_batch, source_checkpoint=checkpoint,
+            postprocess=meta.postprocess, max_batch=options.max_batch, build_target=target,
+            source_checkpoint=checkpoint,
         )

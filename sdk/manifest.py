@@ -92,7 +92,8 @@ class Manifest:
     ``precision`` (``sdk.precision.PRECISIONS``) is what the graph computes in;
     ``precision_details`` says how: for fp16/bf16 the dtype of the network and what
     stays float32, for int8 the quantization scheme, the calibration data and the
-    layers kept in float32.
+    layers kept in float32. ``build_target`` is set for engines tied to where they
+    were built (TensorRT: ``{"tensorrt": version, "sm": "sm_90", "gpu": name}``).
     """
 
     format_version: int
@@ -114,6 +115,7 @@ class Manifest:
     library_versions: Mapping[str, str] = field(default_factory=dict)
     created_at: str = ""
     precision_details: Mapping[str, Any] = field(default_factory=dict)
+    build_target: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +145,7 @@ class Manifest:
             "library_versions": dict(self.library_versions),
             "created_at": self.created_at,
             "precision_details": dict(self.precision_details),
+            **({"build_target": dict(self.build_target)} if self.build_target else {}),
         }
 
     @property
@@ -369,6 +372,8 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
         created_at=top.get("created_at", str),
         # absent in model_dirs written before reduced precision existed (all fp32)
         precision_details=top.get("precision_details", dict) if "precision_details" in top.data else {},
+        # only engines tied to a TensorRT version and GPU SM have one
+        build_target=top.str_map("build_target") if "build_target" in top.data else {},
     )
 
 

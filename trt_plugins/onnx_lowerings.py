@@ -18,8 +18,10 @@ Flavors:
   (``NonZero``/``Gather``), scattered back into place (``ScatterND``).
 * ``"tensorrt"``: one node per op in domain ``sdk`` (``sdk::BatchedNMS``,
   ``sdk::MultiLevelRoIAlign``, version 1) that TensorRT maps to the SDK plugins and
-  ``sdk.trt_plugins.ort_ops`` runs in ONNX Runtime. Node attributes are listed in
-  ``NMS_ATTRIBUTES`` / ``ROI_ALIGN_ATTRIBUTES`` and the op READMEs.
+  ``sdk.trt_plugins.ort_ops`` runs in ONNX Runtime; each plugin is one kernel launch, so
+  NMS's pre-NMS top-k is a standard ``TopK`` in front of its node (capped at 4096
+  candidates) and RoIAlign takes exactly ``ROI_ALIGN_MAPS`` feature maps. Node
+  attributes are listed in ``NMS_ATTRIBUTES`` / ``ROI_ALIGN_ATTRIBUTES`` and the op READMEs.
 
 The functions run in the exporter's trace mode: inputs are ``ir.Value``-like symbolic
 tensors with known dtype and shape (only the batch dimension may be symbolic).
@@ -45,14 +47,17 @@ DEFAULT_OPSET = 18
 SDK_DOMAIN = "sdk"
 SDK_DOMAIN_VERSION = 1
 
-#: attribute name -> ONNX attribute type of ``sdk::BatchedNMS`` (bools stored as 0/1 ints).
+#: attribute name -> ONNX attribute type of ``sdk::BatchedNMS`` (bools stored as 0/1 ints);
+#: ``pre_nms_top_k`` is applied by the graph's TopK in front of the node.
 NMS_ATTRIBUTES = {
     "score_threshold": OpSchema.AttrType.FLOAT,
     "iou_threshold": OpSchema.AttrType.FLOAT,
     "max_det": OpSchema.AttrType.INT,
-    "pre_nms_top_k": OpSchema.AttrType.INT,
     "class_agnostic": OpSchema.AttrType.INT,
 }
+#: feature-map inputs of ``sdk::MultiLevelRoIAlign`` (TensorRT plugins have fixed inputs:
+#: fewer maps are padded with the first one, ``spatial_scales`` gives the real count)
+ROI_ALIGN_MAPS = 4
 #: attribute name -> ONNX attribute type of ``sdk::MultiLevelRoIAlign``.
 ROI_ALIGN_ATTRIBUTES = {
     "output_size": OpSchema.AttrType.INTS,
@@ -81,7 +86,7 @@ def _sdk_op(name: str, inputs: list, outputs: list, attributes: dict) -> Op:
 _Param = OpSchema.FormalParameter
 _BATCHED_NMS = _sdk_op(
     "BatchedNMS",
-    [_Param("boxes", "T"), _Param("scores", "T")],
+    [_Param("boxes", "T"), _Param("scores", "T"), _Param("labels", "tensor(int32)")],
     [
         _Param("num_dets", "tensor(int32)"),
         _Param("det_boxes", "tensor(float)"),
@@ -101,36 +106,60 @@ _MULTILEVEL_ROI_ALIGN = _sdk_op(
 
 
 # --------------------------------------------------------------------------- tensorrt
-def _batched_nms_tensorrt(
-    boxes, scores, score_threshold: float, iou_threshold: float, max_det: int,
-    pre_nms_top_k: int = -1, class_agnostic: bool = False,
-):
-    return _BATCHED_NMS(
-        boxes,
-        scores,
-        score_threshold=float(score_threshold),
-        iou_threshold=float(iou_threshold),
-        max_det=int(max_det),
-        pre_nms_top_k=int(pre_nms_top_k),
-        class_agnostic=int(bool(class_agnostic)),
-    )
+def _tensorrt_lowerings(opset: int) -> tuple[Callable, Callable]:
+    op = Opset("", opset)
 
+    def i64(values):
+        return op.Constant(value=ir.tensor(np.asarray(values, dtype=np.int64)))
 
-def _multilevel_roi_align_tensorrt(
-    rois, features, output_size, sampling_ratio: int, aligned: bool, spatial_scales,
-    canonical_scale: int = 224, canonical_level: int = 4,
-):
-    level_range(spatial_scales)  # fail at export time, not inside TensorRT
-    return _MULTILEVEL_ROI_ALIGN(
-        rois,
-        *features,
-        output_size=[int(v) for v in output_size],
-        sampling_ratio=int(sampling_ratio),
-        aligned=int(bool(aligned)),
-        spatial_scales=[float(v) for v in spatial_scales],
-        canonical_scale=int(canonical_scale),
-        canonical_level=int(canonical_level),
-    )
+    def batched_nms(
+        boxes, scores, score_threshold: float, iou_threshold: float, max_det: int,
+        pre_nms_top_k: int = -1, class_agnostic: bool = False,
+    ):
+        """Pre-NMS top-k as a standard TopK (ties: lower flat index ``n * C + c``), then one
+        ``sdk::BatchedNMS`` node over the M candidates: boxes float32 [B, M, 4], scores
+        float32 [B, M] descending, labels int32 [B, M] (the plugin's single kernel)."""
+        from .batched_nms.single_launch import candidate_count
+
+        num, num_classes = _static_dims(scores, "sdk::batched_nms scores", range(1, 3))
+        total, per_class_boxes = num * num_classes, len(boxes.shape) == 4
+        flat = op.Reshape(op.Cast(scores, to=onnx.TensorProto.FLOAT), i64([0, total]))
+        cand_scores, cand = op.TopK(flat, i64([candidate_count(num, num_classes, pre_nms_top_k)]), axis=1)
+        boxes = op.Cast(boxes, to=onnx.TensorProto.FLOAT)
+        table = op.Reshape(boxes, i64([0, total, 4])) if per_class_boxes else boxes
+        rows = cand if per_class_boxes else op.Div(cand, i64(num_classes))
+        cand_boxes = op.GatherND(table, op.Unsqueeze(rows, i64([-1])), batch_dims=1)
+        labels = op.Cast(op.Mod(cand, i64(num_classes)), to=onnx.TensorProto.INT32)
+        return _BATCHED_NMS(
+            cand_boxes,
+            cand_scores,
+            labels,
+            score_threshold=float(score_threshold),
+            iou_threshold=float(iou_threshold),
+            max_det=int(max_det),
+            class_agnostic=int(bool(class_agnostic)),
+        )
+
+    def multilevel_roi_align(
+        rois, features, output_size, sampling_ratio: int, aligned: bool, spatial_scales,
+        canonical_scale: int = 224, canonical_level: int = 4,
+    ):
+        level_range(spatial_scales)  # fail at export time, not inside TensorRT
+        if len(features) > ROI_ALIGN_MAPS:
+            raise ValueError(f"the tensorrt flavor supports up to {ROI_ALIGN_MAPS} feature maps, got {len(features)}")
+        maps = [*features, *[features[0]] * (ROI_ALIGN_MAPS - len(features))]
+        return _MULTILEVEL_ROI_ALIGN(
+            rois,
+            *maps,
+            output_size=[int(v) for v in output_size],
+            sampling_ratio=int(sampling_ratio),
+            aligned=int(bool(aligned)),
+            spatial_scales=[float(v) for v in spatial_scales],
+            canonical_scale=int(canonical_scale),
+            canonical_level=int(canonical_level),
+        )
+
+    return batched_nms, multilevel_roi_align
 
 
 # ------------------------------------------------------------------------ onnxruntime
@@ -321,7 +350,7 @@ def translation_table(flavor: str, opset: int = DEFAULT_OPSET) -> dict:
     if opset < MIN_OPSET:
         raise ValueError(f"the sdk ONNX lowerings need opset >= {MIN_OPSET}, got {opset}")
     if flavor == "tensorrt":
-        nms, roi_align = _batched_nms_tensorrt, _multilevel_roi_align_tensorrt
+        nms, roi_align = _tensorrt_lowerings(opset)
     else:
         nms, roi_align = _onnxruntime_lowerings(opset)
     return {

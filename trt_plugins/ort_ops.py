@@ -13,9 +13,9 @@ live in domain ``ai.onnx.contrib``, take only scalar attributes and a fixed numb
 of inputs. ``prepare_model`` therefore rewrites a *copy* of the model for the session:
 each ``sdk::<Op>`` node becomes ``ai.onnx.contrib::Sdk<Op>_<num inputs>`` and its
 attributes are packed into one JSON string attribute ``sdk_attributes``. The rest of
-the graph is untouched. Float32 inputs only (export fp32 graphs; TensorRT's fp16 is a
-builder flag). The Python op copies its outputs element by element: fine for tests,
-not a production path.
+the graph is untouched. Float32 inputs only, which is what every precision's graph
+gives the ops (fp16 graphs cast to float32 around them). The Python op copies its
+outputs element by element: fine for tests, not a production path.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import onnxruntime as ort
 import torch
 from onnxruntime_extensions import PyCustomOpDef, default_opset_domain, get_library_path, onnx_op
 
-from .batched_nms.reference import batched_nms_reference
+from .batched_nms.reference import nms_over_candidates_reference
 from .multilevel_roi_align.reference import multilevel_roi_align_reference
 
 SDK_DOMAIN = "sdk"
@@ -44,15 +44,15 @@ def _contrib_name(op_type: str, num_inputs: int) -> str:
     return f"Sdk{op_type}_{num_inputs}"
 
 
-def _batched_nms(boxes: np.ndarray, scores: np.ndarray, **attrs) -> tuple[np.ndarray, ...]:
+def _batched_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, **attrs) -> tuple[np.ndarray, ...]:
     a = json.loads(attrs[ATTRIBUTES_KEY])
-    outputs = batched_nms_reference(
+    outputs = nms_over_candidates_reference(
         torch.from_numpy(boxes),
         torch.from_numpy(scores),
+        torch.from_numpy(labels),
         score_threshold=a["score_threshold"],
         iou_threshold=a["iou_threshold"],
         max_det=a["max_det"],
-        pre_nms_top_k=a.get("pre_nms_top_k", -1),
         class_agnostic=bool(a.get("class_agnostic", 0)),
     )
     return tuple(t.numpy() for t in outputs)
@@ -62,7 +62,7 @@ def _multilevel_roi_align(rois: np.ndarray, *features: np.ndarray, **attrs) -> n
     a = json.loads(attrs[ATTRIBUTES_KEY])
     pooled = multilevel_roi_align_reference(
         torch.from_numpy(rois),
-        [torch.from_numpy(f) for f in features],
+        [torch.from_numpy(f) for f in features[: len(a["spatial_scales"])]],  # the rest pads the plugin's inputs
         output_size=a["output_size"],
         sampling_ratio=a["sampling_ratio"],
         aligned=bool(a["aligned"]),
@@ -75,8 +75,8 @@ def _multilevel_roi_align(rois: np.ndarray, *features: np.ndarray, **attrs) -> n
 
 def _register_python_ops() -> None:
     onnx_op(
-        op_type=_contrib_name("BatchedNMS", 2),
-        inputs=[_F32, _F32],
+        op_type=_contrib_name("BatchedNMS", 3),
+        inputs=[_F32, _F32, _I32],
         outputs=[_I32, _F32, _F32, _I32],
         attrs={ATTRIBUTES_KEY: _STR},
     )(_batched_nms)

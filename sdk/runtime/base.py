@@ -77,8 +77,12 @@ def create_backend(loaded: LoadedModelDir, *, device: str = "cpu", **options: An
                 "export the model for another backend, e.g. `sdk export CKPT --backend onnxruntime`"
             ) from exc
         if exc.name and exc.name.split(".")[0] != "sdk":
+            package = exc.name.split(".")[0]
+            hint = ""
+            if package == "onnxruntime":
+                hint = ": pip install 'sdk-detect[cpu]' (or 'sdk-detect[gpu]' for NVIDIA GPUs)"
             raise BackendUnavailableError(
-                f"the {name!r} backend needs the Python package {exc.name.split('.')[0]!r}, which is not installed"
+                f"the {name!r} backend needs the Python package {package!r}, which is not installed{hint}"
             ) from exc
         raise  # an sdk module is missing: a packaging bug, keep the traceback
     return getattr(module, class_name)(loaded, device=device, **options)

@@ -1,5 +1,10 @@
 """ONNX Runtime backend: runs ``model.onnx`` from a model_dir on CPU or the CUDA EP.
 
+``device="cuda[:N]"`` needs onnxruntime-gpu *instead of* onnxruntime (``pip install
+'sdk-detect[gpu]'``; both install the module ``onnxruntime``, so they must not be
+installed side by side). The graph runs as exported: an fp16 model_dir's graph is the
+fp16 network, so CUDA runs it in half precision with no runtime setting.
+
 Torch-free. Session settings for throughput on CPU: intra-op threads = physical
 cores (hyper-threads only contend for the same FMA units), one inter-op thread with
 sequential execution (a detector graph is a chain; parallel branches buy nothing and
@@ -160,16 +165,52 @@ def _plugin_ops(plugins: tuple[str, ...], flavor: str | None) -> Any:
     return ort_ops
 
 
+#: distributions that install the ``onnxruntime`` module; only one may be installed
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
+SWITCH_TO_GPU = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'sdk-detect[gpu]'"
+
+
+def installed_onnxruntime_distributions() -> list[str]:
+    """Which of ``ORT_DISTRIBUTIONS`` are installed (package metadata; imports nothing)."""
+    from importlib import metadata
+
+    found = []
+    for name in ORT_DISTRIBUTIONS:
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def cuda_provider_problem(available: list[str], distributions: list[str]) -> str | None:
+    """Why ONNX Runtime cannot run on CUDA here, as one sentence (``None``: it can).
+
+    ``available``: ``onnxruntime.get_available_providers()``; ``distributions``:
+    ``installed_onnxruntime_distributions()``. onnxruntime and onnxruntime-gpu install the
+    same module, so with both installed whichever was installed last wins.
+    """
+    if "CUDAExecutionProvider" in available:
+        return None
+    if "onnxruntime-gpu" in distributions and len(distributions) > 1:
+        return (f"{' and '.join(distributions)} are installed side by side and share one module, so the CUDA "
+                f"provider is gone; keep only the GPU build: {SWITCH_TO_GPU}")
+    if "onnxruntime-gpu" in distributions:
+        return (f"onnxruntime-gpu is installed but offers only {available}: its CUDA/cuDNN libraries do not "
+                "load here (check `nvidia-smi` and the CUDA version onnxruntime-gpu was built for)")
+    return f"this onnxruntime offers only {available}: {SWITCH_TO_GPU}"
+
+
 def _providers(device: str) -> list:
+    """Execution providers for ``device``: CUDA (that GPU) then CPU for the nodes CUDA lacks."""
     kind, index = parse_device(device)
     if kind == "cpu":
         return ["CPUExecutionProvider"]
-    available = ort.get_available_providers()
-    if "CUDAExecutionProvider" not in available:
-        raise BackendUnavailableError(
-            f"device={device!r} needs ONNX Runtime's CUDA provider, but this onnxruntime offers only {available}: "
-            "pip install onnxruntime-gpu (instead of onnxruntime), or use device='cpu'"
-        )
+    problem = cuda_provider_problem(ort.get_available_providers(), installed_onnxruntime_distributions())
+    if problem:
+        raise BackendUnavailableError(f"device={device!r} needs ONNX Runtime's CUDA provider: {problem}; "
+                                      "or use device='cpu'")
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
 
 

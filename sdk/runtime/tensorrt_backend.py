@@ -1,16 +1,20 @@
 """TensorRT backend: runs ``model.engine`` (``sdk export --backend tensorrt``) on a CUDA GPU.
 
-TensorRT 10 API only (``set_input_shape``, ``set_tensor_address``,
-``execute_async_v3``; no bindings). Device memory and the stream come from
-cuda-python, not torch; but an engine with ``sdk::`` plugin layers runs their Python
-implementation (``sdk.converters.tensorrt_plugins``: the torch op), so today such
-engines need torch too. Device buffers are allocated once per batch size and reused;
-the engine has one optimization profile covering batch 1..max_batch.
+TensorRT 10.10+ and 11.x, one code path: ``set_input_shape``, ``set_tensor_address``,
+``execute_async_v3`` (no bindings; unchanged in 11). Device memory and the stream come
+from cuda-python, not torch. The ``sdk::`` plugin layers are ahead-of-time kernels
+stored in the engine, so running it needs no torch, no Triton and no plugin
+registration (``trtexec`` and Triton Inference Server run it the same way). Device
+buffers are allocated once per batch size and reused; the engine has one
+optimization profile covering batch 1..max_batch.
 
-Everything that does not need TensorRT (what is missing on this machine, output
-shapes and byte sizes per batch, the dtype map) is a plain function, tested on CPU.
-An engine is tied to the TensorRT version and GPU model it was built on: a mismatch
-fails at load with a ``ModelDirError`` saying to rebuild.
+An engine is tied to the TensorRT version and the GPU SM it was built for (the
+manifest's ``build_target``): another version or SM fails at load with one line saying
+what the engine was built for and to rebuild, before TensorRT is asked to deserialize.
+
+Everything that does not need TensorRT (what is missing on this machine, the target
+check, output shapes and byte sizes per batch, the dtype map) is a plain function,
+tested on CPU.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 from sdk.errors import BackendUnavailableError, ModelDirError
 from sdk.manifest import CONTRACT_OUTPUTS
 from sdk.runtime.base import parse_device
+from sdk.runtime.tensorrt_api import build_target, check_tensorrt_version, target_mismatch
 
 if TYPE_CHECKING:  # pragma: no cover
     from sdk.manifest import LoadedModelDir, TensorSpec
@@ -77,6 +82,24 @@ def cuda_device_count() -> int:
     return int(count) if int(err) == 0 else 0
 
 
+def current_target(trt: Any, device: str = "cuda") -> dict[str, str]:
+    """This machine's ``build_target`` for ``device``: the TensorRT version and the GPU's SM."""
+    cudart = _cudart()
+    _, index = parse_device(device)
+    props = _check(cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
+    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+    return build_target(trt.__version__, (props.major, props.minor), name.rstrip("\x00"))
+
+
+def check_engine_target(built: Any, here: dict[str, str], engine_path: Any) -> None:
+    """One-line ``ModelDirError`` when the engine's ``build_target`` is not this machine's."""
+    reason = target_mismatch(dict(built or {}), here)
+    if reason:
+        raise ModelDirError(
+            f"{engine_path} cannot run here: {reason}; rebuild it on this machine with `sdk export --backend tensorrt`"
+        )
+
+
 def output_shapes(outputs: Sequence[TensorSpec], batch: int) -> dict[str, tuple[int, ...]]:
     """Each output's shape for a batch of ``batch`` images (the manifest's -1 batch filled in)."""
     shapes = {}
@@ -106,23 +129,22 @@ class TensorRTBackend:
     def __init__(self, loaded: LoadedModelDir, *, device: str = "cuda", warmup: bool = True) -> None:
         check_tensorrt_available(device)
         trt = importlib.import_module("tensorrt")
+        check_tensorrt_version(trt.__version__)
         manifest = loaded.manifest
-        if manifest.plugins:  # before deserializing: the engine refers to them by name
-            from sdk.converters.tensorrt_plugins import register_plugins
-
-            register_plugins()
         self._cudart = _cudart()
         _, index = parse_device(device)
         _check(self._cudart.cudaSetDevice(index), "cudaSetDevice")
+        check_engine_target(manifest.build_target, current_target(trt, device), loaded.model_path)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(loaded.model_path.read_bytes())
         if self.engine is None:
             raise ModelDirError(
-                f"TensorRT {trt.__version__} cannot load {loaded.model_path} (built with TensorRT "
-                f"{manifest.library_versions.get('tensorrt', 'unknown')}): engines run only with the TensorRT "
-                "version and GPU model they were built on; rebuild it here with `sdk export --backend tensorrt`"
+                f"TensorRT {trt.__version__} cannot load {loaded.model_path} (built for "
+                f"{dict(manifest.build_target) or 'an unrecorded target'}): rebuild it on this machine with "
+                "`sdk export --backend tensorrt`"
             )
+        log.debug("engine %s: %d bytes of activation memory", loaded.model_path, self.engine.device_memory_size_v2)
         self.context = self.engine.create_execution_context()
         self._stream = _check(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]

@@ -1,9 +1,11 @@
 """The TensorRT exporter and backend without TensorRT (CPU CI), plus the real build and
 run where TensorRT and a GPU exist (``tensorrt`` / ``gpu`` markers).
 
-Covered on CPU: profile shapes, precision names, INT8 calibration batches, the
-model_dir of an engine, per-batch output buffer sizes, the TensorRT dtype map, and
-that a missing TensorRT / GPU fails at once with ONE error naming what is missing.
+Covered on CPU: profile shapes, the graph flavor per precision, the model_dir of an
+engine (with its build target), per-batch output buffer sizes, the TensorRT dtype map,
+that a missing TensorRT / GPU fails at once with ONE error naming what is missing, and
+the build and run paths against TensorRT stand-ins with the 10.x and 11.x API surfaces
+(``fake_tensorrt.py``; ``test_tensorrt_api.py`` has the version facts).
 """
 
 from __future__ import annotations
@@ -20,16 +22,13 @@ from tiny_deploy import POSTPROCESS, PREPROCESS, TinyDeploy, random_images
 from sdk.converters import tensorrt_build
 from sdk.converters.tensorrt_build import (
     build_engine,
-    calibration_batches,
-    check_tensorrt_version,
     export_checkpoint_tensorrt,
+    graph_flavor,
     optimization_profile,
-    precision_name,
     write_tensorrt_model_dir,
 )
 from sdk.errors import BackendUnavailableError, ConfigError
 from sdk.manifest import INPUT_DTYPES, OUTPUT_DTYPES, load_model_dir
-from sdk.preprocess import preprocess_batch
 from sdk.runtime import tensorrt_backend
 from sdk.runtime.base import create_backend
 from sdk.runtime.tensorrt_backend import (
@@ -42,6 +41,7 @@ from sdk.runtime.tensorrt_backend import (
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 CLASSES = ("a", "b", "c")
+TARGET = {"tensorrt": "11.1.0.106", "sm": "sm_90", "gpu": "NVIDIA H100"}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def engine_dir(tmp_path, tensorrt_onnx):
     engine.write_bytes(b"not a real engine")
     return write_tensorrt_model_dir(
         engine, tmp_path / "model_dir", onnx_path=tensorrt_onnx, precision="fp16", model_name="tiny",
-        classes=CLASSES, preprocess=PREPROCESS, postprocess=POSTPROCESS, max_batch=4,
+        classes=CLASSES, preprocess=PREPROCESS, postprocess=POSTPROCESS, max_batch=4, build_target=TARGET,
     )
 
 
@@ -84,31 +84,9 @@ def test_optimization_profile_rejects_dynamic_shapes_and_bad_batches(shape, max_
         optimization_profile(shape, max_batch)
 
 
-def test_tensorrt_version_gate():
-    for ok in ("10.10.0.31", "10.13.2", "11.0"):
-        check_tensorrt_version(ok)
-    for old in ("10.9.0", "8.6.1", "10"):
-        with pytest.raises(BackendUnavailableError, match=">= 10.10"):
-            check_tensorrt_version(old)
-
-
-def test_precision_names():
-    flags = [(False, False), (True, False), (False, True), (True, True)]
-    assert [precision_name(fp16=f, int8=i) for f, i in flags] == ["fp32", "fp16", "int8", "int8"]
-
-
-def test_calibration_batches_are_the_runtime_preprocessing(tmp_path):
-    rng = np.random.default_rng(0)
-    sizes = [(40, 30), (17, 90), (64, 64), (20, 20), (9, 50)]
-    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
-    batches = list(calibration_batches(images, PREPROCESS, batch_size=2))
-    assert len(batches) == 2  # the fifth image cannot fill a batch
-    # load_image reads arrays as BGR, as Detector does for numpy input
-    want = preprocess_batch([img[..., ::-1] for img in images[2:4]], PREPROCESS)[0]
-    np.testing.assert_array_equal(batches[1], want)
-    assert batches[0].shape == (2, 3, *PREPROCESS.size) and batches[0].dtype == np.uint8
-    with pytest.raises(ConfigError, match="at least 8 images"):
-        next(calibration_batches(images, PREPROCESS, batch_size=8))
+def test_graph_flavor_per_precision():
+    # int8 calibration runs the graph in ONNX Runtime: the standard-op graph, which TensorRT parses too
+    assert [graph_flavor(p) for p in ("fp32", "fp16", "int8")] == ["tensorrt", "tensorrt", "onnxruntime"]
 
 
 def test_engine_model_dir_manifest(engine_dir):
@@ -117,7 +95,8 @@ def test_engine_model_dir_manifest(engine_dir):
     assert manifest["plugins"] == ["sdk::BatchedNMS"] and manifest["model_file"] == "model.engine"
     assert (manifest["input"]["min_batch"], manifest["input"]["max_batch"]) == (1, 4)
     assert manifest["input"]["shape"] == [-1, 3, *PREPROCESS.size]
-    load_model_dir(engine_dir)  # schema and hashes
+    assert manifest["build_target"] == TARGET
+    assert load_model_dir(engine_dir).manifest.build_target == TARGET  # schema and hashes
 
 
 def test_output_buffers_per_batch(engine_dir):
@@ -163,34 +142,30 @@ def test_missing_pieces_are_named_together(monkeypatch):
 @pytest.mark.skipif(HAS_TENSORRT and torch.cuda.is_available(), reason="checks the error raised without TensorRT")
 def test_export_and_build_fail_before_doing_any_work(tmp_path, tensorrt_onnx):
     with pytest.raises(BackendUnavailableError, match="tensorrt"):
-        export_checkpoint_tensorrt(None, None, tmp_path / "out", SimpleNamespace(), tmp_path / "ckpt.pt")
+        export_checkpoint_tensorrt(None, None, tmp_path / "out", SimpleNamespace(device=None), tmp_path / "ckpt.pt")
     with pytest.raises(BackendUnavailableError, match="tensorrt"):
-        build_engine(tensorrt_onnx, tmp_path / "e.engine", fp16=False, max_batch=2, input_shape=(32, 48))
+        build_engine(tensorrt_onnx, tmp_path / "e.engine", max_batch=2, input_shape=(32, 48))
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.tensorrt
 @pytest.mark.gpu
-@pytest.mark.parametrize("fp16", [False, True])
-def test_engine_matches_eager(tmp_path, tensorrt_onnx, fp16):
+def test_engine_matches_eager(tmp_path, tensorrt_onnx):
     if not HAS_TENSORRT or not torch.cuda.is_available():
         pytest.skip("needs TensorRT >= 10.10 and a CUDA GPU")
-    engine = build_engine(
-        tensorrt_onnx, tmp_path / "e.engine", fp16=fp16, max_batch=4, input_shape=PREPROCESS.size,
-        workspace_gb=1, timing_cache=tmp_path / "timing.cache",
+    engine, target = build_engine(
+        tensorrt_onnx, tmp_path / "e.engine", max_batch=4, input_shape=PREPROCESS.size, workspace_gb=1,
+        timing_cache=tmp_path / "timing.cache",
     )
-    assert (tmp_path / "timing.cache").is_file()
+    assert (tmp_path / "timing.cache").is_file() and target["sm"].startswith("sm_")
     model_dir = write_tensorrt_model_dir(
-        engine, tmp_path / "md", onnx_path=tensorrt_onnx, precision=precision_name(fp16=fp16, int8=False),
-        model_name="tiny", classes=CLASSES, preprocess=PREPROCESS, postprocess=POSTPROCESS, max_batch=4,
+        engine, tmp_path / "md", onnx_path=tensorrt_onnx, precision="fp32", model_name="tiny", classes=CLASSES,
+        preprocess=PREPROCESS, postprocess=POSTPROCESS, max_batch=4, build_target=target,
     )
     backend = TensorRTBackend(load_model_dir(model_dir), device="cuda")
     for batch in (1, 3):
         images = random_images(batch, seed=batch)
         got, want = backend.infer(images.numpy()), TinyDeploy()(images)
-        assert got["num_dets"].shape == (batch, 1)
-        if not fp16:
-            np.testing.assert_array_equal(got["num_dets"], want[0].numpy())
-            np.testing.assert_allclose(got["boxes"], want[1].detach().numpy(), atol=1e-3)
+        np.testing.assert_array_equal(got["num_dets"], want[0].numpy())
+        np.testing.assert_allclose(got["boxes"], want[1].detach().numpy(), atol=1e-3)
     assert tensorrt_build.optimization_profile(PREPROCESS.size, 4).max[0] == backend.max_batch
-

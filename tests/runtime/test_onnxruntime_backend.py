@@ -13,7 +13,7 @@ from sdk.manifest import load_model_dir
 from sdk.preprocess import Preprocess, preprocess_batch
 from sdk.runtime import base
 from sdk.runtime.base import Backend, create_backend
-from sdk.runtime.onnxruntime_backend import OnnxRuntimeBackend, physical_cores
+from sdk.runtime.onnxruntime_backend import OnnxRuntimeBackend, cuda_provider_problem, physical_cores
 
 
 def test_contract_outputs(make_model_dir, scene):
@@ -65,8 +65,42 @@ def test_manifest_disagreeing_with_graph(make_model_dir):
 def test_cuda_without_cuda_provider(make_model_dir):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed: CUDA is available")
-    with pytest.raises(BackendUnavailableError, match="pip install onnxruntime-gpu"):
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'sdk-detect\[gpu\]'") as info:
         create_backend(load_model_dir(make_model_dir()), device="cuda")
+    assert "\n" not in str(info.value)
+
+
+def test_cuda_provider_problems_are_one_sentence_each():
+    cpu = ["CPUExecutionProvider"]
+    assert cuda_provider_problem(["CUDAExecutionProvider", *cpu], ["onnxruntime-gpu"]) is None
+    side_by_side = cuda_provider_problem(cpu, ["onnxruntime", "onnxruntime-gpu"])
+    assert "side by side" in side_by_side and "pip uninstall -y onnxruntime onnxruntime-gpu" in side_by_side
+    assert "CUDA/cuDNN libraries" in cuda_provider_problem(cpu, ["onnxruntime-gpu"])
+    assert "pip install 'sdk-detect[gpu]'" in cuda_provider_problem(cpu, ["onnxruntime"])
+    assert all("\n" not in m for m in (side_by_side, cuda_provider_problem(cpu, ["onnxruntime"])))
+
+
+def test_detector_on_cuda_asks_for_the_cuda_provider(make_model_dir, monkeypatch):
+    """What ``Detector(model_dir, device="cuda:1")`` gives ONNX Runtime, checked on a CPU:
+    the session is created on CPU but records the providers it was asked for."""
+    from sdk import Detector
+
+    requested = []
+    real_session = ort.InferenceSession
+
+    class RecordingSession(real_session):
+        def __init__(self, model, sess_options=None, providers=None, **kwargs):
+            requested.append(providers)
+            super().__init__(model, sess_options=sess_options, providers=["CPUExecutionProvider"], **kwargs)
+
+        def get_providers(self):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", RecordingSession)
+    detector = Detector(make_model_dir(), device="cuda:1")
+    assert requested == [[("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]]
+    assert detector.backend.name == "onnxruntime"
 
 
 def test_custom_op_library_missing(make_model_dir, monkeypatch):
@@ -118,6 +152,10 @@ def _nms_graph(path, *, weights: np.ndarray, candidates: np.ndarray, max_det: in
         numpy_helper.from_array(np.array([0], np.int64), "start"),
         numpy_helper.from_array(np.array([2], np.int64), "end"),
         numpy_helper.from_array(np.array(255.0, np.float32), "c255"),
+        numpy_helper.from_array(np.array([0, weights.size], np.int64), "flat_shape"),
+        numpy_helper.from_array(np.array([weights.size], np.int64), "top_k"),
+        numpy_helper.from_array(np.array(weights.shape[1], np.int64), "classes"),
+        numpy_helper.from_array(np.array([-1], np.int64), "last"),
     ]
     nodes = [
         helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
@@ -129,15 +167,22 @@ def _nms_graph(path, *, weights: np.ndarray, candidates: np.ndarray, max_det: in
         helper.make_node("Shape", ["x"], ["b"], start=0, end=1),
         helper.make_node("Concat", ["b", "n4"], ["bn4"], axis=0),
         helper.make_node("Expand", ["cand", "bn4"], ["cand_boxes"]),
+        # the tensorrt flavor's pre-NMS top-k in front of the node (onnx_lowerings)
+        helper.make_node("Reshape", ["cand_scores", "flat_shape"], ["flat"]),
+        helper.make_node("TopK", ["flat", "top_k"], ["top_scores", "top_idx"], axis=1),
+        helper.make_node("Div", ["top_idx", "classes"], ["rows"]),
+        helper.make_node("Unsqueeze", ["rows", "last"], ["rows1"]),
+        helper.make_node("GatherND", ["cand_boxes", "rows1"], ["top_boxes"], batch_dims=1),
+        helper.make_node("Mod", ["top_idx", "classes"], ["top_labels64"]),
+        helper.make_node("Cast", ["top_labels64"], ["top_labels"], to=TensorProto.INT32),
         helper.make_node(
             "BatchedNMS",
-            ["cand_boxes", "cand_scores"],
+            ["top_boxes", "top_scores", "top_labels"],
             ["num_dets", "boxes", "scores", "labels"],
             domain="sdk",
             score_threshold=0.05,
             iou_threshold=0.5,
             max_det=max_det,
-            pre_nms_top_k=-1,
             class_agnostic=0,
         ),
     ]

@@ -156,8 +156,8 @@ def test_tensorrt_flavor_is_one_sdk_node_per_call(sessions, all_nms_configs):
         attrs = {a.name: a for a in node.attribute}
         assert {k: a.type for k, a in attrs.items()} == {
             "score_threshold": types.FLOAT, "iou_threshold": types.FLOAT, "max_det": types.INT,
-            "pre_nms_top_k": types.INT, "class_agnostic": types.INT,
+            "class_agnostic": types.INT,
         }
         assert attrs["max_det"].i == config.max_det and attrs["class_agnostic"].i == int(config.class_agnostic)
         assert attrs["iou_threshold"].f == pytest.approx(config.iou_threshold)
-        assert len(node.input) == 2 and len(node.output) == 4
+        assert len(node.input) == 3 and len(node.output) == 4

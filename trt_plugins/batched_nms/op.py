@@ -1,7 +1,9 @@
 """The ``sdk::batched_nms`` PyTorch custom op.
 
 CPU (and any device without a dedicated kernel): the torchvision reference.
-CUDA: the Triton kernel (``triton_kernel.py``), imported on first CUDA call.
+CUDA: the single-launch Triton kernel (``single_launch.py``, the same kernel the TensorRT
+plugin compiles into engines; pre-NMS top-k capped at 4096 as there), imported on first
+CUDA call.
 The fake kernel gives ``torch.export`` / ONNX export static output shapes.
 Importing this module registers the op once; re-imports are no-ops.
 """
@@ -17,9 +19,9 @@ QUALNAME = "sdk::batched_nms"
 
 
 def _cuda_kernel(boxes, scores, score_threshold, iou_threshold, max_det, pre_nms_top_k, class_agnostic):
-    from .triton_kernel import batched_nms_triton  # lazy: keeps triton off the CPU path
+    from .single_launch import batched_nms_single_launch  # lazy: keeps triton off the CPU path
 
-    return batched_nms_triton(
+    return batched_nms_single_launch(
         boxes, scores, score_threshold, iou_threshold, max_det, pre_nms_top_k, class_agnostic
     )
 

@@ -113,3 +113,24 @@ def batched_nms_reference(
         out_scores[b, :count] = cand_scores[kept]
         out_labels[b, :count] = labels[kept].to(torch.int32)
     return out_num, out_boxes, out_scores, out_labels
+
+
+def nms_over_candidates_reference(
+    boxes: Tensor, scores: Tensor, labels: Tensor, score_threshold: float, iou_threshold: float, max_det: int,
+    class_agnostic: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``sdk::BatchedNMS`` as the TensorRT-flavor node sees it: NMS over M ranked candidates.
+
+    Args:
+        boxes (Tensor[B, M, 4]), scores (Tensor[B, M]), labels (Tensor[B, M] int): the
+            pre-NMS top-k in rank order (best first, as the graph's TopK gives them).
+        Others as ``batched_nms_reference``.
+
+    Defined through ``batched_nms_reference``: candidate ``m`` becomes anchor ``m`` scoring
+    only in its class (``-inf`` elsewhere), so flat index order is candidate order.
+    """
+    batch, num = scores.shape
+    num_classes = int(labels.max()) + 1 if labels.numel() else 1
+    one_class = torch.full((batch, num, num_classes), float("-inf"), dtype=torch.float32, device=scores.device)
+    one_class.scatter_(2, labels.long()[..., None], scores.float()[..., None])
+    return batched_nms_reference(boxes.float(), one_class, score_threshold, iou_threshold, max_det, -1, class_agnostic)

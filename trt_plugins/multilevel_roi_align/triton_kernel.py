@@ -1,13 +1,22 @@
-"""Triton implementation of ``sdk::multilevel_roi_align`` (the op's CUDA kernel).
+"""Single-launch Triton kernel of ``sdk::multilevel_roi_align``: the op's CUDA
+implementation and the TensorRT plugin's ahead-of-time kernel (one kernel, no workspace).
 
 One launch for all RoIs of all images and all levels: program ``(roi, channel block)``
-reads its RoI's level (computed in torch with the reference's ``assign_levels``, so
-both pick identical levels), branches once to that level's feature map and computes
-a ``[BLOCK_C, oh * ow]`` tile: for every bin, the mean of ``grid_h x grid_w`` bilinear
-samples (``sampling_ratio``, or ``ceil(roi_size / output_size)`` when adaptive),
-following torchvision's CPU kernel (``aligned`` half-pixel shift, the ``>= 1`` RoI
-size clamp when not aligned, zero outside ``[-1, size]``, edge clamping). Math in
-float32; output in the features' dtype. Up to ``MAX_LEVELS`` feature maps.
+assigns its RoI's FPN level itself (torchvision's ``LevelMapper``:
+``floor(k0 + log2(sqrt(area) / s0) + 1e-6)`` clamped to the maps, IEEE division; a NaN
+size, from ``x2 < x1`` xor ``y2 < y1``, matches no level and pools zeros), branches once
+to that level's feature map and computes a ``[BLOCK_C, oh * ow]`` tile: for every bin,
+the mean of ``grid_h x grid_w`` bilinear samples (``sampling_ratio``, or
+``ceil(roi_size / output_size)`` when adaptive), following torchvision's CPU kernel
+(``aligned`` half-pixel shift, the ``>= 1`` RoI size clamp when not aligned, zero
+outside ``[-1, size]``, edge clamping). Math in float32; output in the features' dtype.
+
+Arguments in TensorRT's AOT order: inputs (``rois`` float32 [B, R, 4] xyxy input
+pixels, ``MAPS`` feature maps [B, C, H_l, W_l]), int32 scalars (R, C, then H_l, W_l per
+map, from shape expressions), output ([B, R, C, oh, ow]). The attributes are
+compile-time constants: the level range (from ``spatial_scales``: level ``l`` has scale
+``2 ** -(K_MIN + l)``), canonical scale and level, sampling ratio, ``aligned``, output
+size. Up to ``MAPS`` = 4 feature maps (unused ones repeat the first).
 
 Runs on CPU tensors under ``TRITON_INTERPRET=1`` (tests). ``benchmark`` times it
 against the torchvision reference on a GPU.
@@ -22,10 +31,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .._triton_aot import compile_for_cuda
-from .reference import assign_levels, check_roi_align_inputs, multilevel_roi_align_reference
+from .reference import check_roi_align_inputs, level_range, multilevel_roi_align_reference
 
-MAX_LEVELS = 6
+MAPS = 4
 BLOCK_C = 16
 
 
@@ -74,17 +82,18 @@ def _pool_roi(
 
 @triton.jit
 def _roi_align_kernel(
-    out_ptr,  # [B * R, C, OH, OW] features' dtype
     rois_ptr,  # float32 [B * R, 4]
-    levels_ptr,  # int32 [B * R] index into the feature maps
-    sizes_ptr,  # int32 [L, 2] (H, W) per level
-    scales_ptr,  # float32 [L]
-    f0, f1, f2, f3, f4, f5,  # feature maps [B, C, H_l, W_l] (unused ones repeat f0)
+    f0, f1, f2, f3,  # feature maps [B, C, H_l, W_l] (unused ones repeat f0)
     rois_per_image,
     channels,
-    sampling_ratio,
-    ALIGNED: tl.constexpr,
+    h0, w0, h1, w1, h2, w2, h3, w3,
+    out_ptr,  # [B * R, C, OH, OW] features' dtype
+    K_MIN: tl.constexpr,
     NUM_LEVELS: tl.constexpr,
+    CANONICAL_SCALE: tl.constexpr,
+    CANONICAL_LEVEL: tl.constexpr,
+    SAMPLING_RATIO: tl.constexpr,
+    ALIGNED: tl.constexpr,
     OH: tl.constexpr,
     OW: tl.constexpr,
     BLOCK_C: tl.constexpr,
@@ -92,24 +101,32 @@ def _roi_align_kernel(
 ):
     roi, channel_block = tl.program_id(0), tl.program_id(1)
     image = roi // rois_per_image
-    level = tl.load(levels_ptr + roi)  # -1: no level (NaN size), the output stays zero
-    table_row = tl.maximum(level, 0)
-    height = tl.load(sizes_ptr + table_row * 2)
-    width = tl.load(sizes_ptr + table_row * 2 + 1)
-    scale = tl.load(scales_ptr + table_row)
+    x1 = tl.load(rois_ptr + roi * 4 + 0)
+    y1 = tl.load(rois_ptr + roi * 4 + 1)
+    x2 = tl.load(rois_ptr + roi * 4 + 2)
+    y2 = tl.load(rois_ptr + roi * 4 + 3)
+    # torchvision's LevelMapper in float32; area < 0 is its NaN size: no level, zeros
+    area = (x2 - x1) * (y2 - y1)
+    # IEEE sqrt and division as torch (tl.sqrt and / are approximate on NVIDIA GPUs)
+    raw = tl.floor(CANONICAL_LEVEL + tl.log2(tl.div_rn(tl.sqrt_rn(tl.maximum(area, 0.0)), CANONICAL_SCALE * 1.0)) + 1e-6)
+    k = tl.minimum(tl.maximum(raw, K_MIN * 1.0), (K_MIN + NUM_LEVELS - 1) * 1.0)
+    level = tl.where(area >= 0.0, k.to(tl.int32) - K_MIN, -1)
+    height = tl.where(level == 0, h0, tl.where(level == 1, h1, tl.where(level == 2, h2, h3)))
+    width = tl.where(level == 0, w0, tl.where(level == 1, w1, tl.where(level == 2, w2, w3)))
+    scale = tl.div_rn(1.0, (1 << (K_MIN + tl.maximum(level, 0))).to(tl.float32))  # 2 ** -k, exact
     offset = 0.5 if ALIGNED else 0.0
-    start_x = tl.load(rois_ptr + roi * 4 + 0) * scale - offset
-    start_y = tl.load(rois_ptr + roi * 4 + 1) * scale - offset
-    roi_w = tl.load(rois_ptr + roi * 4 + 2) * scale - offset - start_x
-    roi_h = tl.load(rois_ptr + roi * 4 + 3) * scale - offset - start_y
+    start_x = x1 * scale - offset
+    start_y = y1 * scale - offset
+    roi_w = x2 * scale - offset - start_x
+    roi_h = y2 * scale - offset - start_y
     if not ALIGNED:  # legacy behaviour: RoIs at least one feature pixel wide
         roi_w = tl.maximum(roi_w, 1.0)
         roi_h = tl.maximum(roi_h, 1.0)
     bin_h = tl.div_rn(roi_h, OH * 1.0)
     bin_w = tl.div_rn(roi_w, OW * 1.0)
-    if sampling_ratio > 0:
-        grid_h = sampling_ratio + 0 * level
-        grid_w = sampling_ratio + 0 * level
+    if SAMPLING_RATIO > 0:
+        grid_h = SAMPLING_RATIO + 0 * level
+        grid_w = SAMPLING_RATIO + 0 * level
     else:
         grid_h = tl.ceil(tl.div_rn(roi_h, OH * 1.0)).to(tl.int32)
         grid_w = tl.ceil(tl.div_rn(roi_w, OW * 1.0)).to(tl.int32)
@@ -134,14 +151,32 @@ def _roi_align_kernel(
     if NUM_LEVELS > 3:
         if level == 3:
             acc = _pool_roi(f3, *args, OW=OW)
-    if NUM_LEVELS > 4:
-        if level == 4:
-            acc = _pool_roi(f4, *args, OW=OW)
-    if NUM_LEVELS > 5:
-        if level == 5:
-            acc = _pool_roi(f5, *args, OW=OW)
     out = out_ptr + roi.to(tl.int64) * channels * OH * OW + channel[:, None] * OH * OW + bins[None, :]
-    tl.store(out, (acc / count).to(out_ptr.dtype.element_ty), mask=channel_ok[:, None] & bin_ok[None, :])
+    tl.store(out, tl.div_rn(acc, count).to(out_ptr.dtype.element_ty), mask=channel_ok[:, None] & bin_ok[None, :])
+
+
+def kernel_constants(
+    output_size: Sequence[int], sampling_ratio: int, aligned: bool, spatial_scales: Sequence[float],
+    canonical_scale: int = 224, canonical_level: int = 4,
+) -> dict:
+    """The kernel's compile-time constants for the op's attributes."""
+    k_min, k_max = level_range(spatial_scales)
+    out_h, out_w = (int(v) for v in output_size)
+    return {
+        "K_MIN": k_min, "NUM_LEVELS": k_max - k_min + 1, "CANONICAL_SCALE": int(canonical_scale),
+        "CANONICAL_LEVEL": int(canonical_level), "SAMPLING_RATIO": max(int(sampling_ratio), 0),
+        "ALIGNED": bool(aligned), "OH": out_h, "OW": out_w, "BLOCK_C": BLOCK_C,
+        "BLOCK_P": triton.next_power_of_2(out_h * out_w),
+    }
+
+
+def signature(dtype: str) -> dict[str, str]:
+    """Runtime arguments in order (inputs, int32 scalars, output) for feature dtype ``"fp32"``/``"fp16"``."""
+    return {
+        "rois_ptr": "*fp32", **{f"f{i}": f"*{dtype}" for i in range(MAPS)},
+        "rois_per_image": "i32", "channels": "i32", **{f"{d}{i}": "i32" for i in range(MAPS) for d in "hw"},
+        "out_ptr": f"*{dtype}",
+    }
 
 
 def multilevel_roi_align_triton(
@@ -154,32 +189,40 @@ def multilevel_roi_align_triton(
     canonical_scale: int = 224,
     canonical_level: int = 4,
 ) -> Tensor:
-    """Same contract as ``reference.multilevel_roi_align_reference``."""
+    """Same contract as ``reference.multilevel_roi_align_reference`` (up to ``MAPS`` maps)."""
     check_roi_align_inputs(rois, features, output_size, spatial_scales)
-    if len(features) > MAX_LEVELS:
-        raise ValueError(f"the Triton kernel supports up to {MAX_LEVELS} feature maps, got {len(features)}")
+    if len(features) > MAPS:
+        raise ValueError(f"the Triton kernel supports up to {MAPS} feature maps, got {len(features)}")
     if len({f.dtype for f in features}) != 1:
         raise ValueError(f"all feature maps must share one dtype, got {[f.dtype for f in features]}")
     batch, num_rois = rois.shape[:2]
     channels, (out_h, out_w) = features[0].shape[1], output_size
-    device = rois.device
-    out = torch.empty((batch * num_rois, channels, out_h, out_w), dtype=features[0].dtype, device=device)
+    out = torch.empty((batch * num_rois, channels, out_h, out_w), dtype=features[0].dtype, device=rois.device)
     if out.numel() == 0:
         return out.reshape(batch, num_rois, channels, out_h, out_w)
-    levels = assign_levels(rois, spatial_scales, canonical_scale, canonical_level).reshape(-1)
-    # NaN sizes (x2 < x1) cast to arbitrary integers; the reference pools zeros for them
-    levels = torch.where((levels >= 0) & (levels < len(features)), levels, -1).to(torch.int32)
-    sizes = torch.tensor([f.shape[-2:] for f in features], dtype=torch.int32, device=device)
-    scales = torch.tensor(list(spatial_scales), dtype=torch.float32, device=device)
     maps = [f.contiguous() for f in features]
-    maps += [maps[0]] * (MAX_LEVELS - len(maps))
+    maps += [maps[0]] * (MAPS - len(maps))
+    sizes = [int(d) for f in maps for d in f.shape[-2:]]
+    constants = kernel_constants(output_size, sampling_ratio, aligned, spatial_scales, canonical_scale,
+                                 canonical_level)
     _roi_align_kernel[(batch * num_rois, triton.cdiv(channels, BLOCK_C))](
-        out, rois.reshape(-1, 4).float().contiguous(), levels.contiguous(), sizes, scales, *maps,
-        num_rois, channels, int(sampling_ratio),
-        ALIGNED=bool(aligned), NUM_LEVELS=len(features), OH=int(out_h), OW=int(out_w),
-        BLOCK_C=BLOCK_C, BLOCK_P=triton.next_power_of_2(int(out_h) * int(out_w)),
+        rois.reshape(-1, 4).float().contiguous(), *maps, num_rois, channels, *sizes, out, **constants,
     )
     return out.reshape(batch, num_rois, channels, out_h, out_w)
+
+
+def compile_aot(
+    *, arch: int, dtype: str, output_size: Sequence[int], sampling_ratio: int, aligned: bool,
+    spatial_scales: Sequence[float], canonical_scale: int = 224, canonical_level: int = 4,
+):
+    """``_roi_align_kernel`` for ``sm_<arch>`` as a TensorRT AOT plugin kernel
+    (``sdk.trt_plugins._triton_aot.AotKernel``); no GPU needed. Launch: grid
+    (B * R, ceil(C / BLOCK_C)), int32 scalars R, C, H_l, W_l."""
+    from .._triton_aot import aot_kernel
+
+    constants = kernel_constants(output_size, sampling_ratio, aligned, spatial_scales, canonical_scale,
+                                 canonical_level)
+    return aot_kernel(_roi_align_kernel, signature(dtype), constants, arch=arch)
 
 
 def compile_kernels(
@@ -187,29 +230,19 @@ def compile_kernels(
     arch: int = 90,
     dtypes: Sequence[str] = ("fp32", "fp16"),
     output_size: Sequence[int] = (7, 7),
-    num_levels: int = 4,
+    spatial_scales: Sequence[float] = (1 / 4, 1 / 8, 1 / 16, 1 / 32),
 ) -> dict:
     """Compile the kernel ahead of time for an NVIDIA GPU (``sm_<arch>``); no GPU needed.
 
-    One variant per feature dtype (``"fp32"``/``"fp16"``) and ``aligned``; returns
-    ``{name: triton CompiledKernel}`` (``.asm["ptx"]``, ``.asm["cubin"]``), e.g. for a
-    TensorRT ``aot_impl`` or a CI check.
+    One variant per feature dtype (``"fp32"``/``"fp16"``) and ``aligned`` (Faster R-CNN's
+    sampling ratio 2); returns ``{name: AotKernel}``, e.g. for a CI check.
     """
-    out_h, out_w = output_size
     kernels = {}
     for dtype in dtypes:
         for aligned in (False, True):
-            signature = {
-                "out_ptr": f"*{dtype}", "rois_ptr": "*fp32", "levels_ptr": "*i32", "sizes_ptr": "*i32",
-                "scales_ptr": "*fp32", **{f"f{i}": f"*{dtype}" for i in range(MAX_LEVELS)},
-                "rois_per_image": "i32", "channels": "i32", "sampling_ratio": "i32",
-            }
-            constexprs = {
-                "ALIGNED": aligned, "NUM_LEVELS": num_levels, "OH": out_h, "OW": out_w,
-                "BLOCK_C": BLOCK_C, "BLOCK_P": triton.next_power_of_2(out_h * out_w),
-            }
             name = f"roi_align_{dtype}{'_aligned' if aligned else ''}"
-            kernels[name] = compile_for_cuda(_roi_align_kernel, signature, constexprs, arch=arch)
+            kernels[name] = compile_aot(arch=arch, dtype=dtype, output_size=output_size, sampling_ratio=2,
+                                        aligned=aligned, spatial_scales=spatial_scales)
     return kernels
 
 
