@@ -28,6 +28,9 @@ SUBCOMMANDS = (
     "demo",
     "serve",
     "benchmark",
+    "analyze",
+    "config",
+    "publish",
     "convert",
     "triton_repo",
 )
