@@ -4,7 +4,7 @@
     sdk analyze results MODEL --dataset ANN [--images DIR] --out DIR [--topk 20] [--score-thr 0.3]
     sdk analyze confusion MODEL --dataset ANN --out DIR [--iou-thr 0.5] [--score-thr 0.3]
     sdk analyze errors RESULTS.json --dataset ANN --out DIR
-    sdk analyze robustness MODEL --dataset ANN --out DIR [--corruptions ...] [--severities 1 2 3 4 5]
+    sdk analyze robustness MODEL... --dataset ANN --out DIR [--corruptions ...] [--severities 1 2 3 4 5]
     sdk analyze eval RESULTS.json --dataset ANN [--classwise]
 
 MODEL is an SDK ``.pt`` checkpoint or a model_dir of any backend and precision (run
@@ -79,8 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                        "(the corruptions benchmark of Hendrycks & Dietterich / Michaelis et al.): "
                                        "mAP per corruption and severity, the mean over them (mPC) and its ratio "
                                        "to the clean mAP (rPC). Severity 0 is the clean image.")
-    _model_dataset_args(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (robustness.json, .csv, .png)")
+    _model_dataset_args(p, several=True)
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (robustness.json, .csv, .png and corruptions.jpg, examples)")
     p.add_argument("--corruptions", nargs="+", metavar="NAME",
                    help="corruptions to run, or a family: noise, blur, weather, digital, all (default all)")
     p.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5], metavar="S",
@@ -99,8 +100,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_eval)
 
 
-def _model_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="SDK .pt checkpoint or model_dir (any backend and precision)")
+def _model_dataset_args(p: argparse.ArgumentParser, several: bool = False) -> None:
+    if several:
+        p.add_argument("model", nargs="+", metavar="MODEL",
+                       help="SDK .pt checkpoints or model_dirs (any backend and precision), e.g. an int8 model_dir "
+                            "and the fp32 checkpoint it came from: each sees the same corrupted images")
+    else:
+        p.add_argument("model", metavar="MODEL", help="SDK .pt checkpoint or model_dir (any backend and precision)")
     p.add_argument("--dataset", required=True, metavar="ANN_JSON", help="COCO annotation file")
     p.add_argument("--images", metavar="DIR", help="folder the file_names are relative to (default <ann_dir>/../images)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
@@ -215,7 +221,7 @@ def _robustness(args: argparse.Namespace) -> int:
     report = run_robustness(args.model, dataset, corruptions=corruptions, severities=sorted(set(args.severities)),
                             device=args.device, batch_size=args.batch_size, max_images=args.max_images,
                             seed=args.seed, progress=not args.no_progress)
-    paths = write_robustness(report, args.out)
+    paths = write_robustness(report, args.out, dataset)
     print(format_robustness(report))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
