@@ -85,24 +85,35 @@ def rank_images(scores: Mapping[int, ImageScore], topk: int) -> tuple[list[Image
     return best, worst
 
 
-def draw_pair(image_rgb: np.ndarray, gt: Detections, dets: Detections, *, score_thr: float, title: str = "") -> np.ndarray:
+def draw_pair(image_rgb: np.ndarray, gt: Detections, dets: Detections, *, score_thr: float, title: str = "",
+              min_width: int = 320) -> np.ndarray:
     """BGR picture: the ground truth (left) beside the detections scoring at least
-    ``score_thr`` (right), with a caption line on top."""
+    ``score_thr`` (right), under a caption (``title`` on a second line). Images
+    narrower than ``min_width`` are enlarged (nearest neighbour) so labels stay legible."""
+    import math
+
     import cv2
 
     from sdk.visualize import draw_detections
 
+    h, w = image_rgb.shape[:2]
+    factor = max(1, math.ceil(min_width / w))
+    if factor > 1:
+        image_rgb = cv2.resize(image_rgb, (w * factor, h * factor), interpolation=cv2.INTER_NEAREST)
+        gt = Detections(gt.boxes * factor, gt.scores, gt.labels, gt.class_names)
+        dets = Detections(dets.boxes * factor, dets.scores, dets.labels, dets.class_names)
+        h, w = h * factor, w * factor
     left = draw_detections(image_rgb, gt, channel_order="rgb", show_scores=False)
     right = draw_detections(image_rgb, dets, channel_order="rgb", score_thr=score_thr)
-    h, w = left.shape[:2]
-    gap = np.full((h, 6, 3), 255, np.uint8)
-    body = np.concatenate([left, gap, right], axis=1)
-    bar_h = max(22, h // 14)
-    bar = np.full((bar_h, body.shape[1], 3), 255, np.uint8)
-    scale = bar_h / 40
-    cv2.putText(bar, "ground truth", (4, int(bar_h * 0.7)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(bar, f"predictions >= {score_thr:g}  {title}", (w + 10, int(bar_h * 0.7)), cv2.FONT_HERSHEY_SIMPLEX,
-                scale, (0, 0, 0), 1, cv2.LINE_AA)
+    body = np.concatenate([left, np.full((h, 6, 3), 255, np.uint8), right], axis=1)
+    lines = [("ground truth", f"predictions (score >= {score_thr:g})")] + ([(title, "")] if title else [])
+    line_h, scale = 20, 0.45
+    bar = np.full((line_h * len(lines) + 4, body.shape[1], 3), 255, np.uint8)
+    for i, (left_text, right_text) in enumerate(lines):
+        y = line_h * (i + 1) - 5
+        cv2.putText(bar, left_text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+        if right_text:
+            cv2.putText(bar, right_text, (w + 10, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([bar, body], axis=0)
 
 
@@ -130,7 +141,8 @@ def write_report(dataset: "CocoDetection", detections: Mapping[int, Detections],
             index = index_of[s.image_id]
             entry = dataset.image_entry(index)
             picture = draw_pair(dataset.load_image(index), ground_truth(dataset, index), detections[s.image_id],
-                                score_thr=score_thr, title=f"AP {s.ap:.3f}  AP50 {s.ap50:.3f}")
+                                score_thr=score_thr,
+                                title=f"{entry.file_name}: AP {s.ap:.3f}, AP50 {s.ap50:.3f}")
             name = f"{rank:03d}_ap{s.ap:.3f}_{Path(entry.file_name).stem}.jpg"
             cv2.imwrite(str(target / name), picture)
     ranked = [s.ap for s in scores.values() if s.ap is not None]

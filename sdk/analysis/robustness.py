@@ -173,6 +173,8 @@ def plot_robustness(report: RobustnessReport, out: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("bbox mAP")
+    top = max([m.clean["bbox_mAP"] for m in report.models] + [0.05])
+    axes[0][0].set_ylim(0, min(1.0, top * 1.1))
     summary = "; ".join(f"{label}{' (' + styles[i % 4] + ')' if len(report.models) > 1 else ''}: clean "
                         f"{m.clean['bbox_mAP']:.3f}, mPC {m.mpc():.3f}" if m.mpc() is not None else
                         f"{label}: clean {m.clean['bbox_mAP']:.3f}"

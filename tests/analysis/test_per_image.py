@@ -89,7 +89,7 @@ def test_analyze_results_cli(bright_model_dir, bright_dataset, tmp_path, capsys)
     assert sorted(p.name for p in (out / "best").iterdir()) == ["001_ap1.000_1.jpg", "002_ap1.000_2.jpg"]
     assert sorted(p.name for p in (out / "worst").iterdir()) == ["001_ap0.000_4.jpg", "002_ap0.300_3.jpg"]
     picture = cv2.imread(str(out / "worst" / "001_ap0.000_4.jpg"))
-    assert picture.shape[1] == 2 * 96 + 6 and picture.shape[0] > 64  # ground truth | predictions, caption
+    assert picture.shape[1] == 2 * 4 * 96 + 6 and picture.shape[0] > 4 * 64  # ground truth | predictions, enlarged 4x
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mean_image_ap"] == pytest.approx(0.575)
     assert "4 images ranked" in capsys.readouterr().out
