@@ -132,3 +132,39 @@ def test_format_only_then_offline_eval_equals_sdk_test(bright_model_dir, bright_
 def test_format_only_needs_out(bright_model_dir, bright_dataset, capsys):
     assert main(["test", str(bright_model_dir), "--dataset", str(bright_dataset), "--format-only"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tool", ["logs", "results", "confusion", "errors", "robustness", "eval"])
+def test_every_analyze_tool_has_help(tool, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", tool, "--help"])
+    assert exc.value.code == 0 and f"sdk analyze {tool}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_readme_pictures_script_on_a_tiny_quickstart(tiny_checkpoint, tiny_shapes, tmp_path):
+    """``scripts/analysis_pictures.py`` end to end (int8 export included) on a stand-in
+    for runs/quickstart: the random-weight checkpoint and the tiny synthetic data."""
+    import shutil
+    import subprocess
+    import sys
+
+    from sdk.data.synthetic import generate_synthetic_coco
+
+    qs = tmp_path / "quickstart"
+    generate_synthetic_coco(qs / "data", num_train=4, num_val=0, image_size=96, seed=1, progress=False)
+    shutil.copy(tiny_shapes / "annotations" / "val.json", qs / "data" / "annotations" / "val.json")
+    shutil.copytree(tiny_shapes / "images" / "val", qs / "data" / "images" / "val", dirs_exist_ok=True)
+    (qs / "train").mkdir()
+    shutil.copy(tiny_checkpoint, qs / "train" / "best.pt")
+    (qs / "train" / "log.jsonl").write_text(
+        '{"type": "train", "epoch": 1, "iter": 2, "step": 2, "loss": 1.5, "iter_time": 0.1}\n'
+        '{"type": "val", "epoch": 1, "bbox_mAP": 0.1}\n')
+    out = tmp_path / "pictures"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "analysis_pictures.py"), "--quickstart", str(qs),
+                           "--out", str(out), "--robustness-images", "2", "--corruptions", "noise"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert {p.name for p in out.iterdir()} == {
+        "logs.png", "results_best.jpg", "results_worst.jpg", "confusion.png", "errors.png", "errors_classes.png",
+        "browse.jpg", "robustness.png", "corruptions.jpg", "commands.md"}
