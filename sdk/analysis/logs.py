@@ -50,9 +50,11 @@ class Run:
         return list(out)
 
 
-def load_runs(paths: Sequence[str | Path]) -> list[Run]:
-    """The runs of ``paths`` (work dirs or ``.jsonl`` files); ``InputError`` for a path
-    with no log or a log with no records."""
+def load_runs(paths: Sequence[str | Path], legend: Sequence[str] | None = None) -> list[Run]:
+    """The runs of ``paths`` (work dirs or ``.jsonl`` files), labelled by ``legend`` or
+    their folder names; ``InputError`` for a path with no log or a log with no records."""
+    if legend is not None and len(legend) != len(paths):
+        raise InputError(f"--legend has {len(legend)} names for {len(paths)} runs")
     runs: list[Run] = []
     for raw in paths:
         path = Path(raw)
@@ -67,13 +69,15 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     seen: dict[str, int] = {}
     for run in runs:  # same folder names (work_dirs/a/run, work_dirs/b/run): use more of the path
         seen[run.label] = seen.get(run.label, 0) + 1
-    for run in runs:
-        if seen[run.label] > 1:
+    for i, run in enumerate(runs):
+        if legend is not None:
+            run.label = legend[i]
+        elif seen[run.label] > 1:
             run.label = str(run.path.parent)
     return runs
 
 
-def plot_logs(runs: Sequence[Run], keys: Sequence[str] | None, out: str | Path) -> Path:
+def plot_logs(runs: Sequence[Run], keys: Sequence[str] | None, out: str | Path, title: str | None = None) -> Path:
     """One panel per key, the runs overlaid; ``InputError`` for a key no run logged."""
     plt = pyplot()
     keys = list(keys) if keys else [k for k in DEFAULT_KEYS if any(k in r.keys("train") + r.keys("val") for r in runs)]
@@ -104,6 +108,8 @@ def plot_logs(runs: Sequence[Run], keys: Sequence[str] | None, out: str | Path) 
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, out)
 

@@ -60,8 +60,10 @@ class ModelRobustness:
     def map_table(self, key: str = "bbox_mAP") -> dict[str, dict[int, float]]:
         return {c: {s: m[key] for s, m in sev.items()} for c, sev in self.corrupted.items()}
 
-    def mpc(self, key: str = "bbox_mAP") -> float | None:
-        values = [m[key] for sev in self.corrupted.values() for s, m in sev.items() if s > 0]
+    def mpc(self, key: str = "bbox_mAP", family: str | None = None) -> float | None:
+        """Mean over the corruptions (of ``family``) and severities 1..5 run."""
+        values = [m[key] for name, sev in self.corrupted.items() for s, m in sev.items()
+                  if s > 0 and (family is None or family_of(name) == family)]
         return float(np.mean(values)) if values else None
 
     def summary(self) -> dict[str, Any]:
@@ -73,6 +75,7 @@ class ModelRobustness:
             "clean_bbox_mAP_50": self.clean["bbox_mAP_50"],
             "mPC": mpc,
             "rPC": (mpc / clean) if mpc is not None and clean > 0 else None,
+            "mPC_by_family": {f: v for f in (*FAMILIES, "extra") if (v := self.mpc(family=f)) is not None},
             "bbox_mAP": {c: {str(s): v for s, v in sev.items()} for c, sev in self.map_table().items()},
             "bbox_mAP_50": {c: {str(s): v for s, v in sev.items()} for c, sev in self.map_table("bbox_mAP_50").items()},
         }
@@ -237,6 +240,9 @@ def format_robustness(report: RobustnessReport) -> str:
         if mpc is not None:
             head += f", mPC {mpc:.3f}, rPC {mpc / model.clean['bbox_mAP']:.3f}" if model.clean["bbox_mAP"] > 0 else \
                 f", mPC {mpc:.3f}"
+        families = {f: v for f in (*FAMILIES, "extra") if (v := model.mpc(family=f)) is not None}
+        if mpc is not None:
+            head += " (" + ", ".join(f"{f} {v:.3f}" for f, v in families.items()) + ")"
         lines.append(head)
         width = max(len(c) for c in report.corruptions)
         lines.append(f"  {'corruption':<{width}}  " + "  ".join(f"s{s:<4}" for s in report.severities))

@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keys", nargs="+", metavar="KEY",
                    help="keys to plot, e.g. loss loss_classification lr bbox_mAP bbox_mAP_50 (default: loss bbox_mAP)")
     p.add_argument("--out", default="log_curves.png", metavar="PNG", help="picture to write (default log_curves.png)")
+    p.add_argument("--legend", nargs="+", metavar="NAME", help="one name per run (default: the work dir names)")
+    p.add_argument("--title", help="title of the picture")
     p.add_argument("--time-json", metavar="JSON", help="also write the training-time summary as JSON")
     p.set_defaults(func=_logs)
 
@@ -140,8 +142,8 @@ def _logs(args: argparse.Namespace) -> int:
     from sdk.analysis.common import write_json
     from sdk.analysis.logs import format_train_time, load_runs, plot_logs, train_time
 
-    runs = load_runs(args.runs)
-    out = plot_logs(runs, args.keys, args.out)
+    runs = load_runs(args.runs, args.legend)
+    out = plot_logs(runs, args.keys, args.out, title=args.title)
     summaries = [train_time(run) for run in runs]
     for summary in summaries:
         print(format_train_time(summary))

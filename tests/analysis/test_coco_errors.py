@@ -92,6 +92,9 @@ def test_analyze_errors_and_eval_cli(tmp_path, capsys):
     metrics = json.loads(metrics_out.read_text())
     assert metrics["bbox_mAP_50"] == pytest.approx(51 * 0.2 / 101 / 3, abs=1e-3)  # only a scores, at .5
     assert metrics["classwise"]["b"] == 0.0
+    # the strict and PASCAL curves are COCO's AP75 and AP50
+    assert table["all"]["all classes"]["C50"] == pytest.approx(metrics["bbox_mAP_50"], abs=1e-12)
+    assert table["all"]["all classes"]["C75"] == pytest.approx(metrics["bbox_mAP_75"], abs=1e-12)
     assert "5 detections on 1 images" in capsys.readouterr().out
 
 

@@ -51,6 +51,10 @@ def test_analyze_logs_overlays_runs(tmp_path, capsys):
     # same folder names: the labels use the parent folders
     assert [r["run"] for r in runs] == [str(a), str(b)] and runs[1]["iterations"] == 4
     assert "slowest epoch" in capsys.readouterr().out
+    assert main(argv + ["--legend", "first", "second", "--title", "two runs"]) == 0
+    assert [r["run"] for r in json.loads(time_json.read_text())["runs"]] == ["first", "second"]
+    assert main(argv + ["--legend", "only-one"]) == 2
+    assert "2 runs" in capsys.readouterr().err
 
 
 def test_analyze_logs_errors(tmp_path, capsys):

@@ -62,6 +62,8 @@ def test_robustness_severity_zero_equals_clean_and_sdk_test(bright_model_dir, br
     # the bright-box model needs bright pixels: contrast 0.05 leaves none, so it finds nothing
     assert model["bbox_mAP"]["contrast"]["5"] == 0.0
     assert model["mPC"] == pytest.approx(np.mean([model["bbox_mAP"][n]["5"] for n in model["bbox_mAP"]]))
+    assert model["mPC_by_family"]["noise"] == model["bbox_mAP"]["gaussian_noise"]["5"]
+    assert model["mPC_by_family"]["digital"] == 0.0 and set(model["mPC_by_family"]) == {"noise", "weather", "digital"}
     assert {p.name for p in out.iterdir()} >= {"robustness.csv", "robustness.png", "corruptions.jpg"}
     assert "mPC" in capsys.readouterr().out
 
@@ -70,7 +72,7 @@ def test_robustness_compares_models_on_the_same_images(tiny_checkpoint, tiny_sha
     out = tmp_path / "robustness"
     ann = tiny_shapes / "annotations" / "val.json"
     argv = ["analyze", "robustness", str(tiny_checkpoint), str(tiny_checkpoint), "--dataset", str(ann),
-            "--out", str(out), "--corruptions", "noise", "--severities", "2", "--max-images", "2", "--no-progress"]
+            "--out", str(out), "--corruptions", "gaussian_noise", "--severities", "2", "--max-images", "2", "--no-progress"]
     assert main(argv) == 0
     report = json.loads((out / "robustness.json").read_text())
     first, second = report["models"]
