@@ -98,25 +98,28 @@ def _seed(seed: int, corruption: str, severity: int, index: int) -> list[int]:
     return [seed, (BENCHMARK + EXTRA).index(corruption), severity, index]
 
 
-def evaluate_on(detector: Any, dataset: "CocoDetection", indices: Sequence[int], *, corruption: str | None,
-                severity: int, seed: int) -> dict[str, float]:
-    """COCO metrics of ``detector`` on images ``indices`` of ``dataset``, corrupted
-    (``corruption`` None: clean)."""
+def evaluate_on(detectors: Sequence[Any], dataset: "CocoDetection", indices: Sequence[int], *,
+                corruption: str | None, severity: int, seed: int) -> list[dict[str, float]]:
+    """COCO metrics of each detector on images ``indices`` of ``dataset``, corrupted
+    (``corruption`` None: clean); each chunk of images is corrupted once for all."""
     from sdk.evaluation.coco_eval import evaluate_coco
     from sdk.preprocess import iter_chunks
 
-    detections = {}
-    for chunk in iter_chunks(list(indices), detector.batch_size):
+    detections: list[dict[int, Any]] = [{} for _ in detectors]
+    chunk_size = max(d.batch_size for d in detectors)
+    for chunk in iter_chunks(list(indices), chunk_size):
         images = []
         for index in chunk:
             image = dataset.load_image(index)
             if corruption is not None:
                 image = corrupt(image, corruption, severity, np.random.default_rng(_seed(seed, corruption, severity, index)))
             images.append(image)
-        for index, dets in zip(chunk, detector(images, channel_order="rgb")):
-            detections[dataset.image_ids[index]] = dets
-    metrics = evaluate_coco(dataset.ann_file, detections, image_ids=[dataset.image_ids[i] for i in indices])
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, float)}
+        for detector, found in zip(detectors, detections):
+            for index, dets in zip(chunk, detector(images, channel_order="rgb")):
+                found[dataset.image_ids[index]] = dets
+    image_ids = [dataset.image_ids[i] for i in indices]
+    return [{k: float(v) for k, v in evaluate_coco(dataset.ann_file, found, image_ids=image_ids).items()
+             if isinstance(v, float)} for found in detections]
 
 
 def run_robustness(models: str | Path | Sequence[str | Path], dataset: "CocoDetection", *, corruptions: Sequence[str],
@@ -131,25 +134,23 @@ def run_robustness(models: str | Path | Sequence[str | Path], dataset: "CocoDete
     indices = list(range(len(dataset) if max_images is None else min(max_images, len(dataset))))
     if not indices:
         raise InputError(f"{dataset.ann_file} has no images")
-    report = RobustnessReport(list(corruptions), list(severities), len(indices), seed, [])
-    runs = len(models) * (1 + len(corruptions) * len(severities))
-    with tqdm(total=runs * len(indices), desc="robustness", unit="img", disable=not progress,
+    detectors = [Detector(model, device=device, batch_size=batch_size) for model in models]
+    steps = [(None, 0), *[(c, s) for c in corruptions for s in severities]]
+    results: list[ModelRobustness] = []
+    with tqdm(total=len(steps) * len(indices), desc="robustness", unit="img", disable=not progress,
               dynamic_ncols=True) as bar:
-        for model in models:
-            detector = Detector(model, device=device, batch_size=batch_size)
-            bar.set_postfix_str(f"{Path(model).name} clean")
-            result = ModelRobustness(str(model), evaluate_on(detector, dataset, indices, corruption=None, severity=0,
-                                                             seed=seed))
+        for corruption, severity in steps:
+            bar.set_postfix_str("clean" if corruption is None else f"{corruption} {severity}")
+            metrics = evaluate_on(detectors, dataset, indices, corruption=corruption, severity=severity, seed=seed)
+            if corruption is None:
+                results = [ModelRobustness(str(model), m) for model, m in zip(models, metrics)]
+            else:
+                for result, m in zip(results, metrics):
+                    result.corrupted.setdefault(corruption, {})[severity] = m
             bar.update(len(indices))
-            for corruption in corruptions:
-                for severity in severities:
-                    bar.set_postfix_str(f"{Path(model).name} {corruption} {severity}")
-                    metrics = evaluate_on(detector, dataset, indices, corruption=corruption, severity=severity, seed=seed)
-                    result.corrupted.setdefault(corruption, {})[severity] = metrics
-                    bar.update(len(indices))
-            log.info("%s: clean bbox_mAP %.4f, mPC %s", model, result.clean["bbox_mAP"], result.mpc())
-            report.models.append(result)
-    return report
+    for result in results:
+        log.info("%s: clean bbox_mAP %.4f, mPC %s", result.model, result.clean["bbox_mAP"], result.mpc())
+    return RobustnessReport(list(corruptions), list(severities), len(indices), seed, results)
 
 
 def _labels(report: RobustnessReport) -> list[str]:
