@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: quickstart test test-slow lint clean install
+.PHONY: quickstart test test-slow lint clean install analysis-pictures
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 quickstart: $(STAMP)
 	$(BIN)/sdk quickstart --out runs/quickstart
+
+# The README's `sdk analyze` pictures, from the quickstart's model (run `make quickstart` first).
+analysis-pictures: $(STAMP)
+	$(BIN)/python scripts/analysis_pictures.py --quickstart runs/quickstart --out docs/images/analysis
 
 test: $(STAMP)
 	TRITON_INTERPRET=1 $(BIN)/python -m pytest -q tests

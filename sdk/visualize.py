@@ -21,8 +21,10 @@ def color_for(label: int) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-def draw_detections(image: Any, dets: "Detections", *, score_thr: float = 0.0, channel_order: str = "bgr", line_width: int | None = None) -> np.ndarray:
-    """Return a BGR uint8 copy of ``image`` with boxes, class names and scores drawn."""
+def draw_detections(image: Any, dets: "Detections", *, score_thr: float = 0.0, channel_order: str = "bgr", line_width: int | None = None,
+                    show_scores: bool = True) -> np.ndarray:
+    """Return a BGR uint8 copy of ``image`` with boxes, class names and (unless
+    ``show_scores`` is false, e.g. for ground truth) scores drawn."""
     bgr = cv2.cvtColor(load_image(image, channel_order=channel_order), cv2.COLOR_RGB2BGR)  # a new array
     h, w = bgr.shape[:2]
     lw = line_width or max(1, round((h + w) / 600))
@@ -33,7 +35,7 @@ def draw_detections(image: Any, dets: "Detections", *, score_thr: float = 0.0, c
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         color = color_for(int(label))
         cv2.rectangle(bgr, (x1, y1), (x2, y2), color, lw, cv2.LINE_AA)
-        text = f"{name} {score:.2f}"
+        text = f"{name} {score:.2f}" if show_scores else str(name)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, lw - 1))
         ty = y1 - 2 if y1 - th - base >= 0 else y1 + th + base
         cv2.rectangle(bgr, (x1, ty - th - base), (x1 + tw, ty + base - 1), color, -1)

@@ -2,6 +2,7 @@
 
     sdk data synth --out data/shapes [--train 800] [--val 200] [--size 320] [--seed 0]
     sdk data images2coco IMG_DIR CLASSES OUT.json
+    sdk data browse ANN_JSON --out DIR [--config CONFIG] [--images DIR]
 """
 
 from __future__ import annotations
@@ -52,6 +53,25 @@ def register(subparsers: Any) -> None:
     to_coco.add_argument("out_json", metavar="OUT.json", help="COCO JSON file to write")
     to_coco.set_defaults(func=_images2coco)
 
+    browse = actions.add_parser(
+        "browse",
+        help="draw the ground truth after the training transforms (what the model sees)",
+        description="Send the images of a COCO dataset through the training pipeline of CONFIG (flip, "
+        "photometric distortion, scale jitter, then the preprocessing placement; without --config the "
+        "default pipeline) and draw their boxes on the resulting network inputs, one JPEG per image in OUT.",
+    )
+    browse.add_argument("ann", metavar="ANN_JSON", help="COCO annotation file")
+    browse.add_argument("--images", metavar="DIR", help="folder the file_names are relative to (default <ann_dir>/../images)")
+    browse.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    browse.add_argument("--config", metavar="CONFIG", help="training config whose data pipeline to apply")
+    browse.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. data.hflip=1.0 data.scale_jitter=0.5,1.5")
+    browse.add_argument("--no-augment", action="store_true", help="only the preprocessing placement (evaluation pipeline)")
+    browse.add_argument("--num", type=_non_negative, metavar="N", help="only the first N images")
+    browse.add_argument("--seed", type=int, default=0, help="seed of the random augmentation (default 0)")
+    browse.add_argument("--no-progress", action="store_true", help="no progress bar")
+    browse.set_defaults(func=_browse)
+
 
 def _non_negative(text: str) -> int:
     value = int(text)
@@ -75,6 +95,15 @@ def _synth(args: argparse.Namespace) -> int:
         empty_fraction=args.empty_fraction,
     )
     print(f"train: {paths.train_json}\nval:   {paths.val_json}\nimages: {paths.images_dir}")
+    return 0
+
+
+def _browse(args: argparse.Namespace) -> int:
+    from sdk.analysis.browse import browse_dataset
+
+    written = browse_dataset(args.ann, args.images, args.out, config_path=args.config, cfg_options=args.cfg_options,
+                             augment=not args.no_augment, num=args.num, seed=args.seed, progress=not args.no_progress)
+    print(f"drew {len(written)} image(s) into {args.out}")
     return 0
 
 

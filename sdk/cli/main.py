@@ -29,6 +29,9 @@ SUBCOMMANDS = (
     "demo",
     "serve",
     "benchmark",
+    "analyze",
+    "config",
+    "publish",
     "convert",
     "triton_repo",
 )

@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--images", metavar="DIR",
                    help="folder the annotation file_names are relative to (default: <ann_dir>/../images)")
     p.add_argument("--out", metavar="RESULTS_JSON", help="write the detections in COCO results format")
+    p.add_argument("--format-only", action="store_true",
+                   help="only write the detections (--out) without evaluating: for datasets without ground truth "
+                        "(a test server's split, `sdk data images2coco`); score them later with `sdk analyze eval`")
     p.add_argument("--metrics-out", metavar="JSON", help="write the metrics as JSON")
     p.add_argument("--classwise", action="store_true", help="also print the AP of every category")
     p.add_argument("--show-dir", metavar="DIR", help="draw the detections on every image into DIR")
@@ -46,21 +49,27 @@ def run(args: argparse.Namespace) -> int:
 
     if not getattr(args, "verbose", False):  # the tables below say it all; keep pycocotools' copy out
         logging.getLogger("sdk.evaluation.coco_eval").setLevel(logging.WARNING)
+    if args.format_only and not args.out:
+        from sdk.errors import InputError
+
+        raise InputError("--format-only writes the detections and nothing else: give the file with --out RESULTS_JSON")
     images_dir = Path(args.images) if args.images else default_images_dir(args.dataset)
     dataset = CocoDetection(args.dataset, images_dir)  # validates the file before the model loads
     detector = Detector(args.model, device=args.device, score_thr=args.score_thr, batch_size=args.batch_size)
     print(f"evaluating {detector} on {dataset}")
     detections = run_inference(detector, dataset, batch_size=detector.batch_size, workers=args.workers,
                                progress=not args.no_progress)
-    metrics = evaluate_coco(args.dataset, detections, classwise=args.classwise)
-    print(format_metrics(metrics))
-    if args.classwise and metrics.get("classwise"):
-        print(format_classwise(metrics["classwise"]))
+    metrics = None
+    if not args.format_only:
+        metrics = evaluate_coco(args.dataset, detections, classwise=args.classwise)
+        print(format_metrics(metrics))
+        if args.classwise and metrics.get("classwise"):
+            print(format_classwise(metrics["classwise"]))
     if args.out:
         results = detections_to_coco_results(detections, dataset.category_ids_by_name)
         _write_json(Path(args.out), results)
-        print(f"wrote {len(results)} detections to {args.out}")
-    if args.metrics_out:
+        print(f"wrote {len(results)} detections to {args.out}" + (" (not evaluated: --format-only)" if args.format_only else ""))
+    if args.metrics_out and metrics is not None:
         _write_json(Path(args.metrics_out), metrics)
     if args.show_dir:
         draw_all(dataset, detections, Path(args.show_dir), score_thr=args.show_score_thr)

@@ -121,7 +121,6 @@ def evaluate_coco(
     a crash). Returns the 12 ``METRIC_NAMES`` as floats, plus ``classwise``:
     ``{class name: AP@[.5:.95]}`` (-1 for classes without ground truth) when asked.
     """
-    cocoeval_mod = require("pycocotools.cocoeval", extra="train", purpose="COCO evaluation")
     gt = load_coco_gt(ann_file)
     known_ids = set(gt.getImgIds())
     unknown = sorted(set(int(i) for i in detections) - known_ids)
@@ -132,8 +131,24 @@ def evaluate_coco(
         )
     cat_ids = category_ids_by_name(gt)
     results = detections_to_coco_results(detections, cat_ids)
+    return evaluate_results(gt, results, classwise=classwise, image_ids=image_ids)
+
+
+def evaluate_results(
+    ann_file: "str | Path | COCO",
+    results: list[dict[str, Any]],
+    *,
+    classwise: bool = False,
+    image_ids: Iterable[int] | None = None,
+) -> dict[str, Any]:
+    """COCO bbox metrics of COCO results-format entries (``image_id``, ``category_id``,
+    ``bbox`` x, y, w, h, ``score``), as ``evaluate_coco`` returns them: the way to
+    score a saved results file (``sdk test --out``) offline."""
+    cocoeval_mod = require("pycocotools.cocoeval", extra="train", purpose="COCO evaluation")
+    gt = load_coco_gt(ann_file)
+    cat_ids = category_ids_by_name(gt)
     with contextlib.redirect_stdout(io.StringIO()) as captured:
-        dt = gt.loadRes(results) if results else _empty_results(gt)
+        dt = load_results(gt, results)
         evaluator = cocoeval_mod.COCOeval(gt, dt, iouType="bbox")
         if image_ids is not None:
             evaluator.params.imgIds = sorted(int(i) for i in image_ids)
@@ -146,6 +161,46 @@ def evaluate_coco(
         metrics["classwise"] = _classwise_ap(evaluator, {v: k for k, v in cat_ids.items()})
         logger.info("per-class AP@[.5:.95]:\n%s", format_classwise(metrics["classwise"]))
     return metrics
+
+
+def read_results_file(path: str | Path) -> Any:
+    """The parsed JSON of a COCO results file; ``DatasetError`` if missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DatasetError(f"results file not found: {path}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc}); expected a COCO results list") from exc
+
+
+def load_results(gt: "COCO", results: "list[dict[str, Any]] | str | Path") -> "COCO":
+    """A pycocotools results ``COCO`` of ``results`` (entries or a results JSON file),
+    checked against ``gt``: every entry needs ``image_id``, ``category_id``, ``bbox``
+    and ``score``, with image and category ids the annotation file has
+    (``DatasetError`` naming the first bad entry otherwise). No entries: an empty one."""
+    source = "results"
+    if isinstance(results, (str, Path)):
+        source, results = str(results), read_results_file(results)
+    if not isinstance(results, list):
+        raise DatasetError(f"{source}: a COCO results file is a JSON list of detections, got {type(results).__name__}")
+    image_ids, cat_ids = set(gt.getImgIds()), set(gt.getCatIds())
+    for i, entry in enumerate(results):
+        if not isinstance(entry, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(entry):
+            raise DatasetError(f"{source}[{i}]: needs image_id, category_id, bbox and score: {str(entry)[:200]}")
+        bbox = entry["bbox"]
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
+            raise DatasetError(f"{source}[{i}]: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+        if entry["image_id"] not in image_ids:
+            raise DatasetError(
+                f"{source}[{i}]: image_id {entry['image_id']} is not in the annotation file: evaluate against "
+                "the annotation file the images came from"
+            )
+        if entry["category_id"] not in cat_ids:
+            raise DatasetError(f"{source}[{i}]: category_id {entry['category_id']} is not in the annotation file")
+    if not results:
+        return _empty_results(gt)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return gt.loadRes(copy.deepcopy(results))
 
 
 def format_classwise(classwise: Mapping[str, float]) -> str:

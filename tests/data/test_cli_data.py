@@ -92,7 +92,7 @@ def test_every_option_has_help():
     parser = build_parser()
     data = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["data"]
     actions = next(a for a in data._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert set(actions) == {"synth", "images2coco"}
+    assert set(actions) == {"synth", "images2coco", "browse"}
     for sub in actions.values():
         for action in sub._actions:
             if not isinstance(action, argparse._HelpAction):
