@@ -26,8 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", help="model_dir written by `sdk export`, or an SDK .pt checkpoint")
     parser.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or quoted glob patterns"
+        "inputs", nargs="+", metavar="INPUT",
+        help="image files, folders of images (their subfolders with --recursive), or quoted glob patterns "
+             "('dir/**/*.jpg' recurses)",
     )
+    parser.add_argument("--recursive", "-r", action="store_true", help="also read the images in subfolders of folders")
     parser.add_argument(
         "--out-dir", default="runs/infer", help="folder for drawn images and JSON files (default: %(default)s)"
     )
@@ -39,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=None, help="images per backend call (default: the model's maximum batch)"
     )
     parser.add_argument("--no-draw", action="store_true", help="write only the JSON files, no drawn images")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from sdk.images import expand_image_paths
     from sdk.preprocess import iter_chunks
 
-    paths = expand_image_paths(args.inputs)
+    paths = expand_image_paths(args.inputs, recursive=args.recursive)
     detector = Detector(args.model, device=args.device, score_thr=args.score_thr, batch_size=args.batch_size)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdk-decode") as pool,
-        tqdm(total=len(paths), unit="img", desc="infer") as bar,
+        tqdm(total=len(paths), unit="img", desc="infer", disable=args.no_progress) as bar,
     ):
         pending = pool.submit(_decode, [p for p, _ in chunks[0]])
         for i, chunk in enumerate(chunks):
@@ -116,5 +120,5 @@ def _write_result(out_dir: Path, path: Path, stem: str, image, dets, *, draw: bo
     (out_dir / f"{stem}.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
     if draw:
         target = out_dir / f"{stem}{path.suffix.lower() or '.jpg'}"
-        if not cv2.imwrite(str(target), dets.plot(image, channel_order="rgb")):
+        if not cv2.imwrite(str(target), dets.plot(image, score_thr=0.0, channel_order="rgb")):
             log.warning("could not write %s", target)

@@ -161,3 +161,51 @@ def test_init_and_inference_detector(make_model_dir, scene, tmp_path):
         init_detector("configs/retinanet_tiny.py")
     with pytest.raises(ConfigError, match="needs the Detector"):
         inference_detector(str(model_dir), image)
+
+
+def test_infer_recursive_reads_subfolders_and_no_progress_is_quiet(make_model_dir, image_folder, tmp_path, capsys):
+    model = str(make_model_dir())
+    assert main(["infer", model, str(image_folder), "--out-dir", str(tmp_path / "flat"), "--no-draw"]) == 0
+    assert "infer:" in capsys.readouterr().err  # the progress bar
+    rc = main(["infer", model, str(image_folder), "--recursive", "--no-progress", "--no-draw",
+               "--out-dir", str(tmp_path / "deep")])
+    captured = capsys.readouterr()
+    assert rc == 0 and "infer" not in captured.err
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["green.json", "red.json", "red_1.json"]
+
+
+def test_infer_folder_with_only_subfolders_names_recursive(make_model_dir, tmp_path, scene, capsys):
+    (tmp_path / "outer" / "inner").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "outer" / "inner" / "a.jpg"), scene(40, 40, (5, 5, 20, 20)))
+    assert main(["infer", str(make_model_dir()), str(tmp_path / "outer"), "--out-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "--recursive" in err and "\n" not in err
+
+
+def test_infer_json_has_no_float32_noise(make_model_dir, image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["infer", str(make_model_dir()), str(image_folder), "--out-dir", str(out), "--no-draw",
+                 "--no-progress"]) == 0
+    text = (out / "red.json").read_text()
+    record = json.loads(text)
+    for value in [v for box in record["boxes"] for v in box]:
+        assert value == round(value, 3), value
+    for value in record["scores"]:
+        assert value == round(value, 5), value
+
+
+def test_sdk_test_on_a_model_dir_without_torch_names_the_extra(make_model_dir, scene, tmp_path, monkeypatch, capsys):
+    import sys
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), scene(40, 60, (5, 5, 30, 30))[:, :, ::-1])
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 60, "height": 40}],
+                               "annotations": [], "categories": [{"id": 1, "name": "red"}]}))
+    model_dir = make_model_dir()
+    for name in [m for m in sys.modules if m == "torch" or m.startswith(("torch.", "sdk.engine", "sdk.data"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as if not installed
+    rc = main(["test", str(model_dir), "--dataset", str(ann), "--images", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: ") and "\n" not in err, err
+    assert "'torch'" in err and "sdk-detect[torch]" in err
