@@ -3,7 +3,7 @@
     sdk benchmark MODEL [--backend B] [--batch 1,8] ...      one model_dir or checkpoint
     sdk benchmark suite CKPT [--backends B[:P] ...] [--out DIR] [--force]
                                                              every backend and precision vs torchvision
-    sdk benchmark --server URL --model NAME ...              a running server (load generator)
+    sdk benchmark --server URL [--model NAME] ...            a running server (load generator)
 
 MODEL mode times decode, preprocess, inference and postprocess separately (warm-up
 excluded, device synchronized before every clock read) and reports mean/p50/p90/p99
@@ -98,7 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "logical cores during the run (default: write it beside as suite.loaded.*)")
     server = parser.add_argument_group("server mode (delegates to sdk.serving.loadgen)")
     server.add_argument("--server", default=None, metavar="URL", help="host:port of a KServe v2 / Triton gRPC server")
-    server.add_argument("--model", default=None, metavar="NAME", help="model name on the server")
+    server.add_argument("--model", default=None, metavar="NAME",
+                        help="model name on the server (default: its only model)")
     server.add_argument("--concurrency", type=_int_list, default=[1, 2, 4, 8, 16],
                         help="comma-separated concurrency levels (default: 1,2,4,8,16)")
     server.add_argument("--csv", default=None, metavar="OUT.csv", help="write one CSV row per concurrency level")
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.targets) == 1 and args.targets[0] != "suite":
         return _run_model(args, command)
     raise ConfigError(
-        "usage: `sdk benchmark MODEL`, `sdk benchmark suite CKPT` or `sdk benchmark --server URL --model NAME`"
+        "usage: `sdk benchmark MODEL`, `sdk benchmark suite CKPT` or `sdk benchmark --server URL [--model NAME]`"
     )
 
 
@@ -190,15 +191,31 @@ def _run_server(args: argparse.Namespace) -> int:
     from sdk.errors import ConfigError
     from sdk.serving.loadgen import format_table, run_load, write_csv
 
-    if not args.model:
-        raise ConfigError("--server needs --model NAME (the model's name on the server)")
     token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else None
+    model = args.model or _only_model(args.server, token)
     encoded, _ = _images(args)
     rows = run_load(
-        args.server, args.model, concurrency_levels=args.concurrency, duration_s=args.duration or 10.0,
+        args.server, model, concurrency_levels=args.concurrency, duration_s=args.duration or 10.0,
         images=encoded, token=token, batch_size=(args.batch or [1])[0],
     )
     print(format_table(rows))
     if args.csv:
         write_csv(rows, args.csv)
+    failed = sum(int(r["errors"]) for r in rows)
+    if failed:  # a run whose server died or refused is not a measurement
+        codes: dict[str, int] = {}
+        for row in rows:
+            for code, count in row.get("error_codes", {}).items():
+                codes[code] = codes.get(code, 0) + count
+        print(f"error: {failed} request(s) failed ({', '.join(f'{c} x{n}' for c, n in codes.items())}); "
+              "the figures above are not a valid measurement", file=sys.stderr)
+        return 1
     return 0
+
+
+def _only_model(url: str, token: str | None) -> str:
+    """The server's model name when it serves exactly one (else a one-line error)."""
+    from sdk.serving.client import Client
+
+    with Client(url, token=token) as client:
+        return client.model

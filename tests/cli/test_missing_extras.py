@@ -4,6 +4,7 @@ tests/runtime/test_cli.py, which has the model_dir fixtures)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -11,22 +12,17 @@ import pytest
 from sdk.cli.main import main
 
 
-def block_import(monkeypatch, package: str, *importers: str) -> None:
-    """Make ``import package`` fail as if it were not installed (a ``None`` entry in
-    ``sys.modules`` raises ``ModuleNotFoundError(name=package)``); ``importers`` are
-    module prefixes dropped from ``sys.modules`` so they import it afresh."""
-    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, package, None)
-    for name in [m for m in sys.modules if m.startswith(importers)]:
-        monkeypatch.delitem(sys.modules, name)
+def run_without(package: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """``sdk ARGV`` in a child process where ``import package`` fails as if it were not
+    installed (a ``None`` entry in ``sys.modules`` raises ``ModuleNotFoundError``)."""
+    code = f"import sys; sys.modules[{package!r}] = None; from sdk.cli.main import main; sys.exit(main({argv!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
-def test_serve_without_the_serve_extra_names_it(monkeypatch, capsys):
-    block_import(monkeypatch, "grpc", "sdk.serving")
-    rc = main(["serve", "some_model_dir"])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2 and "\n" not in err, err
+def test_serve_without_the_serve_extra_names_it(tmp_path):
+    run = run_without("grpc", ["serve", str(tmp_path)])
+    err = run.stderr.strip()
+    assert run.returncode == 2 and "\n" not in err, err
     assert err.startswith("error: ") and "'grpc'" in err and "sdk-detect[serve]" in err
 
 

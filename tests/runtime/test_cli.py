@@ -194,18 +194,18 @@ def test_infer_json_has_no_float32_noise(make_model_dir, image_folder, tmp_path)
         assert value == round(value, 5), value
 
 
-def test_sdk_test_on_a_model_dir_without_torch_names_the_extra(make_model_dir, scene, tmp_path, monkeypatch, capsys):
+def test_sdk_test_on_a_model_dir_without_torch_names_the_extra(make_model_dir, scene, tmp_path):
+    import subprocess
     import sys
 
     cv2.imwrite(str(tmp_path / "a.jpg"), scene(40, 60, (5, 5, 30, 30))[:, :, ::-1])
     ann = tmp_path / "ann.json"
     ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 60, "height": 40}],
                                "annotations": [], "categories": [{"id": 1, "name": "red"}]}))
-    model_dir = make_model_dir()
-    for name in [m for m in sys.modules if m == "torch" or m.startswith(("torch.", "sdk.engine", "sdk.data"))]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as if not installed
-    rc = main(["test", str(model_dir), "--dataset", str(ann), "--images", str(tmp_path), "--no-progress"])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2 and err.startswith("error: ") and "\n" not in err, err
+    argv = ["test", str(make_model_dir()), "--dataset", str(ann), "--images", str(tmp_path), "--no-progress"]
+    # a child process where `import torch` fails as if torch were not installed
+    code = f"import sys; sys.modules['torch'] = None; from sdk.cli.main import main; sys.exit(main({argv!r}))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    err = run.stderr.strip()
+    assert run.returncode == 2 and err.startswith("error: ") and "\n" not in err, err
     assert "'torch'" in err and "sdk-detect[torch]" in err
