@@ -1,7 +1,7 @@
 """torch -> AOTInductor package (``model.pt2``): ``torch.export`` then ``aoti_compile_and_package``.
 
 The DeployModule (``images [B, 3, H, W] -> (num_dets, boxes, scores, labels)``,
-ARCHITECTURE.md contract 2) is exported with a dynamic batch dimension and compiled
+docs/architecture.md contract 2) is exported with a dynamic batch dimension and compiled
 ahead of time for one device kind (CPU or CUDA). The package holds native code built
 for this machine's platform (CPU: its instruction set; CUDA: its compute capability),
 so export on the kind of machine that will run it.

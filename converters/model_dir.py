@@ -72,7 +72,7 @@ def library_versions() -> dict[str, str]:
 
 
 def contract_outputs(max_det: int) -> tuple[TensorSpec, ...]:
-    """The detection output contract (ARCHITECTURE.md, contract 2) with K = ``max_det``."""
+    """The detection output contract (docs/architecture.md, contract 2) with K = ``max_det``."""
     return (
         TensorSpec("num_dets", "int32", (-1, 1)),
         TensorSpec("boxes", "float32", (-1, max_det, 4)),

@@ -1,7 +1,7 @@
 """ONNX (TensorRT flavor) -> TensorRT engine -> model_dir. TensorRT 10 API, imported lazily.
 
 ``build_engine`` parses the graph with ``trt.OnnxParser`` (the ``sdk::`` nodes become
-the SDK's plugins, ``sdk.converters.tensorrt_plugins``), adds one optimization
+the SDK's plugins, ``sdk.trt_plugins.tensorrt_registration``), adds one optimization
 profile over the batch range, and serializes the engine:
 
 - profile: min (1, 3, H, W), opt (max(1, max_batch // 2), 3, H, W), max (max_batch, 3, H, W);
@@ -117,7 +117,7 @@ def build_engine(
     Raises ``BackendUnavailableError`` without TensorRT / a GPU, ``ModelDirError``
     when the graph does not parse or the build fails.
     """
-    from sdk.converters.tensorrt_plugins import register_plugins
+    from sdk.trt_plugins.tensorrt_registration import register_plugins
     from sdk.runtime.tensorrt_backend import check_tensorrt_available
 
     check_tensorrt_available("cuda")
@@ -233,7 +233,7 @@ def write_tensorrt_model_dir(
     """Package an engine as a model_dir: backend and flavor ``"tensorrt"``, the plugins
     the ONNX graph it was built from uses (``sdk::BatchedNMS``, ...), batch 1..max_batch."""
     from sdk.converters.model_dir import write_model_dir
-    from sdk.converters.tensorrt_plugins import plugins_of
+    from sdk.trt_plugins.tensorrt_registration import plugins_of
 
     static = preprocess.static_shape
     if static is None:

@@ -1,4 +1,4 @@
-"""The model_dir manifest (ARCHITECTURE.md, contract 4) and its validating loader.
+"""The model_dir manifest (docs/architecture.md, contract 4) and its validating loader.
 
 A model_dir is what an export produces::
 

@@ -1,9 +1,9 @@
 """gRPC serving (KServe v2 / Triton protocol), dynamic batcher, client, load generator.
 
-    sdk serve runs/quickstart/model_onnx --port 8001          # the server (CLI)
+    sdk serve runs/quickstart/model_dir --port 8001          # the server (CLI)
 
     from sdk.serving import Client
-    Client("127.0.0.1:8001").detect(["image.jpg"])          # -> list[Detections]
+    Client("127.0.0.1:8001").detect("image.jpg")               # -> Detections
 
 Public names load lazily, so ``import sdk.serving`` stays cheap.
 """

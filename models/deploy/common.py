@@ -3,7 +3,7 @@
 A DeployModule is the export form of an eager detector (``sdk.models``): the same
 weights (it holds the eager model's submodules, no copies), one static input size,
 and post-processing written with static shapes only, ending in the custom op
-``torch.ops.sdk.batched_nms`` (ARCHITECTURE.md, contracts 2 and 3).
+``torch.ops.sdk.batched_nms`` (docs/architecture.md, contracts 2 and 3).
 """
 
 from __future__ import annotations

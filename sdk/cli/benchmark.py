@@ -188,7 +188,6 @@ def _run_suite(args: argparse.Namespace, command: str | None) -> int:
 
 
 def _run_server(args: argparse.Namespace) -> int:
-    from sdk.errors import ConfigError
     from sdk.serving.loadgen import format_table, run_load, write_csv
 
     token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else None

@@ -3,7 +3,7 @@
 TensorRT 10 API only (``set_input_shape``, ``set_tensor_address``,
 ``execute_async_v3``; no bindings). Device memory and the stream come from
 cuda-python, not torch; but an engine with ``sdk::`` plugin layers runs their Python
-implementation (``sdk.converters.tensorrt_plugins``: the torch op), so today such
+implementation (``sdk.trt_plugins.tensorrt_registration``: the torch op), so today such
 engines need torch too. Device buffers are allocated once per batch size and reused;
 the engine has one optimization profile covering batch 1..max_batch.
 
@@ -108,7 +108,7 @@ class TensorRTBackend:
         trt = importlib.import_module("tensorrt")
         manifest = loaded.manifest
         if manifest.plugins:  # before deserializing: the engine refers to them by name
-            from sdk.converters.tensorrt_plugins import register_plugins
+            from sdk.trt_plugins.tensorrt_registration import register_plugins
 
             register_plugins()
         self._cudart = _cudart()
