@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, NoReturn
 
 from sdk.errors import ConfigError, ModelDirError
+from sdk.postprocess_record import Postprocess
 from sdk.precision import PRECISIONS
 from sdk.preprocess import Preprocess
 
@@ -295,13 +296,11 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
     if missing:
         top.fail("outputs", f"lacks the detection contract outputs {missing}")
     post = _Fields(top.get("postprocess", dict), "postprocess", source)
-    postprocess = {
-        "score_thr": float(post.get("score_thr", (int, float))),
-        "iou_thr": float(post.get("iou_thr", (int, float))),
-        "max_det": post.get("max_det", int),
-    }
-    if postprocess["max_det"] < 1:
-        post.fail("max_det", f"must be >= 1, got {postprocess['max_det']}")
+    values = {key: post.get(key, int if key == "max_det" else (int, float)) for key in Postprocess.KEYS}
+    try:
+        postprocess = Postprocess(**values).to_dict()
+    except ConfigError as exc:
+        raise ModelDirError(f"{source}: field 'postprocess' is invalid ({exc}); re-export the model with this sdk") from None
     try:
         preprocess = Preprocess.from_dict(top.get("preprocess", dict))
     except (ConfigError, TypeError) as exc:
