@@ -21,6 +21,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from sdk.cli.arguments import hw_type
+
 
 def _int_list(text: str) -> list[int]:
     try:
@@ -30,13 +32,6 @@ def _int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
-
-
-def _hw(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 640x640, got {text!r}")
-    return int(parts[0]), int(parts[1])
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common = parser.add_argument_group("measurement (model and suite modes)")
     common.add_argument("--batch", type=_int_list, default=None,
                         help="comma-separated batch sizes (default: 1; suite: 1,8)")
-    common.add_argument("--input-size", type=_hw, default=None, metavar="HxW",
+    common.add_argument("--input-size", type=hw_type, default=None, metavar="HxW",
                         help="network input (letterbox size or keep_ratio canvas) for a checkpoint (default: its record)")
     common.add_argument("--warmup", type=int, default=3, help="untimed iterations per batch size (default: %(default)s)")
     timed = common.add_mutually_exclusive_group()

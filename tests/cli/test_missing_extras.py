@@ -33,3 +33,4 @@ def test_a_missing_module_that_is_no_extra_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr("sdk.cli.verify.run", broken)
     with pytest.raises(ModuleNotFoundError):
         main(["verify", "x"])
+
