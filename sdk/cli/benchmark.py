@@ -42,7 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="measure latency/FPS/memory/mAP of a model, a backend suite, or a server",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
+    parser.add_argument("-h", "--help", action=ModeHelp, nargs=0,
+                        help="show this help (after `suite`, or with --server: that mode's options only)")
     parser.add_argument(
         "targets", nargs="*", metavar="MODEL | suite CKPT",
         help="a model_dir or .pt checkpoint; or the word 'suite' and a checkpoint; nothing with --server",
@@ -100,6 +103,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     server.add_argument("--csv", default=None, metavar="OUT.csv", help="write one CSV row per concurrency level")
     server.add_argument("--token-file", default=None, help="file holding the server's bearer token")
     parser.set_defaults(func=run)
+
+
+# The argument groups each mode reads (titles as in register()).
+MODE_GROUPS = {
+    "suite": ("measurement (model and suite modes)", "suite mode"),
+    "server": ("server mode (delegates to sdk.serving.loadgen)",),
+}
+MODE_USAGE = {"suite": "sdk benchmark suite CKPT [options]", "server": "sdk benchmark --server URL [options]"}
+
+
+class ModeHelp(argparse.Action):
+    """``-h`` that, after ``suite`` or with ``--server``, shows only that mode's options
+    (the modes share one parser: the mode is picked from the positionals)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        targets = getattr(namespace, "targets", None) or []
+        mode = "suite" if targets[:1] == ["suite"] else "server" if getattr(namespace, "server", None) else None
+        if mode is None:
+            parser.print_help()
+            parser.exit()
+        groups, usage = parser._action_groups, parser.usage
+        keep = {"options", "optional arguments", *MODE_GROUPS[mode]}
+        try:
+            parser._action_groups = [g for g in groups if g.title in keep]
+            parser.usage = MODE_USAGE[mode]
+            parser.print_help()
+        finally:
+            parser._action_groups, parser.usage = groups, usage
+        parser.exit()
 
 
 def run(args: argparse.Namespace) -> int:

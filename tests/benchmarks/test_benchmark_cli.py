@@ -217,3 +217,16 @@ def test_server_mode_finds_the_only_model_and_fails_on_request_errors(monkeypatc
     err = capsys.readouterr().err
     assert seen["model"] == "only"
     assert err.startswith("error: 54 request(s) failed (UNAVAILABLE x54)") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, shown, hidden", [
+    (["benchmark", "suite", "--help"], ["sdk benchmark suite CKPT", "--backends", "--batch"], ["--json", "--concurrency"]),
+    (["benchmark", "--server", "h:1", "--help"], ["--concurrency", "--model"], ["--backends", "--json"]),
+    (["benchmark", "--help"], ["--backends", "--json", "--concurrency"], []),
+])
+def test_help_after_a_mode_shows_that_modes_options(argv, shown, hidden, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    assert all(s in out for s in shown) and not any(h in out for h in hidden), out
