@@ -220,9 +220,10 @@ def test_server_mode_finds_the_only_model_and_fails_on_request_errors(monkeypatc
 
 
 @pytest.mark.parametrize("argv, shown, hidden", [
-    (["benchmark", "suite", "--help"], ["sdk benchmark suite CKPT", "--backends", "--batch"], ["--json", "--concurrency"]),
-    (["benchmark", "--server", "h:1", "--help"], ["--concurrency", "--model"], ["--backends", "--json"]),
-    (["benchmark", "--help"], ["--backends", "--json", "--concurrency"], []),
+    (["benchmark", "suite", "--help"], ["sdk benchmark suite CKPT", "--backends BACKEND", "--batch BATCH"],
+     ["--json OUT.json", "--concurrency"]),
+    (["benchmark", "--server", "h:1", "--help"], ["--concurrency", "--model NAME"], ["--backends BACKEND", "--json OUT.json"]),
+    (["benchmark", "--help"], ["--backends BACKEND", "--json OUT.json", "--concurrency"], []),
 ])
 def test_help_after_a_mode_shows_that_modes_options(argv, shown, hidden, capsys):
     with pytest.raises(SystemExit) as info:
