@@ -209,3 +209,11 @@ def test_sdk_test_on_a_model_dir_without_torch_names_the_extra(make_model_dir, s
     err = run.stderr.strip()
     assert run.returncode == 2 and err.startswith("error: ") and "\n" not in err, err
     assert "'torch'" in err and "sdk-detect[torch]" in err
+
+
+@pytest.mark.parametrize("source, default", [("webcam", "--show"), ("video", "--no-show")])
+def test_demo_has_one_show_flag_pair(source, default, capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", source, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.count("--show, --no-show") == 1 and f"default: {default})" in out
