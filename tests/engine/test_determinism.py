@@ -11,7 +11,7 @@ from sdk.cli.main import main
 
 def _train(config, work_dir, *options: str) -> dict[str, torch.Tensor]:
     assert main(["train", str(config), "--work-dir", str(work_dir), "--no-validate", "--no-progress",
-                 "--cfg-options", "schedule.epochs=1", "data.workers=1", *options]) == 0
+                 "--cfg-options", "schedule.epochs=1", *options]) == 0
     return load_checkpoint(work_dir / "latest.pt").state_dict
 
 
