@@ -10,7 +10,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77"
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -23,6 +23,13 @@ analysis-pictures: $(STAMP)
 
 test: $(STAMP)
 	TRITON_INTERPRET=1 $(BIN)/python -m pytest -q tests
+
+# ruff (lint rules only, no reformatting) and the import-layering contracts of
+# pyproject.toml, checked on the installed layout (.ci/import_view.py says why).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python .ci/import_view.py
+	cd build/import-view && $(abspath $(BIN))/lint-imports --no-cache
 
 test-slow: $(STAMP)
 	TRITON_INTERPRET=1 $(BIN)/python -m pytest -q -m slow tests

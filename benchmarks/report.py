@@ -34,9 +34,9 @@ def _num(value: Any, digits: int = 2) -> str:
 
 def stage_table(result: Mapping[str, Any]) -> str:
     """One row per batch size: mean ms per stage, end-to-end mean/p50/p90/p99 (ms per
-    batch), ms per image, images/s, pre+post share, peak memory."""
+    batch), ms per image, images/s, decode+pre+post share, peak memory."""
     head = ["batch", "iters", *(f"{s} ms" for s in STAGES), "e2e mean", "p50", "p90", "p99", "ms/img", "img/s",
-            "pre+post %", "peak RSS MB", "peak GPU MB"]
+            "decode+pre+post %", "peak RSS MB", "peak GPU MB"]
     rows = []
     for b in result["batches"]:
         if "skipped" in b:

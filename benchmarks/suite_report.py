@@ -11,7 +11,7 @@ The summary table (markdown and the JSON's ``"summary"``) has one row per suite 
 | ms/img b1 | end-to-end mean per image at batch 1 |
 | img/s bN | images/s at the largest batch N (only when a batch > 1 ran) |
 | speed-up vs ... | ms/img b1 of torchvision eager (else sdk eager) over the row's |
-| pre+post % b1 | share of decode + preprocess + postprocess in end-to-end time |
+| decode+pre+post % b1 | share of decode + preprocess + postprocess in end-to-end time |
 | GFLOP/s | model GFLOPs x best images/s |
 | % of peak | of the reference of the row's own precision (``peak_flops.reference_gflops``) |
 """
@@ -85,7 +85,7 @@ def suite_table(suite: dict[str, Any]) -> str:
     big = max(suite["batch_sizes"])
     with_map, with_big = has_accuracy(suite), big > 1
     head = ["backend", "precision", "status", "size MB", *(["bbox mAP"] if with_map else []), "ms/img b1",
-            *([f"img/s b{big}"] if with_big else []), f"speed-up vs {reference_row(suite)}", "pre+post % b1",
+            *([f"img/s b{big}"] if with_big else []), f"speed-up vs {reference_row(suite)}", "decode+pre+post % b1",
             "GFLOP/s", "% of peak"]
     lines = []
     for r in summary_rows(suite):

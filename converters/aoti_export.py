@@ -1,7 +1,7 @@
 """torch -> AOTInductor package (``model.pt2``): ``torch.export`` then ``aoti_compile_and_package``.
 
 The DeployModule (``images [B, 3, H, W] -> (num_dets, boxes, scores, labels)``,
-ARCHITECTURE.md contract 2) is exported with a dynamic batch dimension and compiled
+docs/architecture.md contract 2) is exported with a dynamic batch dimension and compiled
 ahead of time for one device kind (CPU or CUDA). The package holds native code built
 for this machine's platform (CPU: its instruction set; CUDA: its compute capability),
 so export on the kind of machine that will run it.
@@ -84,8 +84,10 @@ def export_aoti_model_dir(
     device: str = "cpu",
     fp16: bool = False,
     source_checkpoint: str | os.PathLike | None = None,
+    extra_files: Sequence[Path] = (),
 ) -> Path:
-    """``export_aoti`` into a complete model_dir (``model.pt2`` + manifest, backend ``"aoti"``).
+    """``export_aoti`` into a complete model_dir (``model.pt2`` + manifest, backend ``"aoti"``,
+    plus ``extra_files`` such as ``export.json``, moved in and hashed).
 
     ``preprocess`` gives the static input size and dtype (uint8 when it normalizes in
     the graph); ``postprocess`` (``{"score_thr", "iou_thr", "max_det"}``) is what the
@@ -118,6 +120,7 @@ def export_aoti_model_dir(
             input_dtype=input_dtype,
             plugins=plugins,
             source_checkpoint=source_checkpoint,
+            extra_files=extra_files,
             move=True,
         )
 
@@ -256,12 +259,16 @@ def export_checkpoint_aoti(model: torch.nn.Module, meta, out_dir: Path, options,
     Device: ``options.device`` when the options carry one, else CUDA when torch sees a
     GPU (the package is compiled for the machine that exports it), else CPU.
     """
+    from sdk.converters.export import write_export_info
     from sdk.models.deploy import build_deploy_module
 
     device = getattr(options, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
     deploy = build_deploy_module(model, preprocess=meta.preprocess, postprocess=meta.postprocess)
-    return export_aoti_model_dir(
-        deploy, out_dir, model_name=meta.model_name, classes=meta.classes, preprocess=meta.preprocess,
-        postprocess=meta.postprocess, max_batch=options.max_batch, device=device, fp16=options.fp16,
-        source_checkpoint=checkpoint,
-    )
+    with tempfile.TemporaryDirectory(prefix="sdk-aoti-info-") as tmp:
+        # written before the compile (the manifest hashes it), so it has no export time; the log has it
+        info = write_export_info(Path(tmp), checkpoint, options, seconds=None)
+        return export_aoti_model_dir(
+            deploy, out_dir, model_name=meta.model_name, classes=meta.classes, preprocess=meta.preprocess,
+            postprocess=meta.postprocess, max_batch=options.max_batch, device=device, fp16=options.fp16,
+            source_checkpoint=checkpoint, extra_files=[info],
+        )

@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from sdk.errors import ConfigError
-from sdk.images import IMAGE_SUFFIXES, load_image
+from sdk.images import IMAGE_SUFFIXES, list_image_folder, load_image
 from sdk.preprocess import Preprocess, preprocess_batch
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def calibration_paths(
 def _folder_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise ConfigError(f"--calib-images {folder} is not a folder; {HOW_TO_CALIBRATE}")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = list_image_folder(folder, recursive=True)
     if not paths:
         raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}; {HOW_TO_CALIBRATE}")
     return paths

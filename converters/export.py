@@ -234,14 +234,17 @@ def export_precision_onnx(model: Any, meta: Any, tmp: Path, options: ExportOptio
     return onnx_path, details
 
 
-def _export_info(tmp: Path, checkpoint: Path, options: ExportOptions, seconds: float) -> Path:
-    info = tmp / EXPORT_INFO_NAME
+def write_export_info(folder: Path, checkpoint: Path, options: ExportOptions, seconds: float | None) -> Path:
+    """``folder/export.json``: the source checkpoint's path (``sdk verify``'s default
+    reference, trusted only while its sha256 matches the manifest's), flavor, opset,
+    precision and export time. Every exporter packages it beside the model."""
+    info = folder / EXPORT_INFO_NAME
     info.write_text(json.dumps({
         "source_checkpoint": str(checkpoint.resolve()),
         "flavor": options.flavor,
         "opset": options.opset,
         "precision": options.precision,
-        "export_seconds": round(seconds, 1),
+        "export_seconds": None if seconds is None else round(seconds, 1),
     }, indent=2) + "\n")
     return info
 
@@ -267,7 +270,7 @@ def export_onnxruntime(model: Any, meta: Any, out_dir: Path, options: ExportOpti
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
         start = time.perf_counter()
         onnx_path, details = export_precision_onnx(model, meta, Path(tmp), options)
-        info = _export_info(Path(tmp), checkpoint, options, time.perf_counter() - start)
+        info = write_export_info(Path(tmp), checkpoint, options, time.perf_counter() - start)
         return _package(out_dir, onnx_path, backend="onnxruntime", options=options, meta=meta, details=details,
                         checkpoint=checkpoint, extra_files=[info], plugins=uses_custom_ops(onnx_path))
 
@@ -292,7 +295,7 @@ def export_openvino(model: Any, meta: Any, out_dir: Path, options: ExportOptions
         start = time.perf_counter()
         onnx_path, details = export_precision_onnx(model, meta, Path(tmp), options)
         xml, weights = convert_onnx_to_openvino(onnx_path, Path(tmp) / "ir")
-        info = _export_info(Path(tmp), checkpoint, options, time.perf_counter() - start)
+        info = write_export_info(Path(tmp), checkpoint, options, time.perf_counter() - start)
         return _package(out_dir, xml, backend="openvino", options=options, meta=meta, details=details,
                         checkpoint=checkpoint, extra_files=[weights, info])
 

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from sdk import __version__ as sdk_version
 from sdk.errors import ConfigError
+from sdk.postprocess_record import Postprocess
 from sdk.manifest import (
     BACKENDS,
     FLAVORS,
@@ -55,9 +56,6 @@ _RECORDED_LIBRARIES = {
     "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
 }
 
-_POSTPROCESS_KEYS = ("score_thr", "iou_thr", "max_det")
-
-
 def library_versions() -> dict[str, str]:
     """Versions of the libraries in ``_RECORDED_LIBRARIES`` that are installed."""
     found = {}
@@ -72,7 +70,7 @@ def library_versions() -> dict[str, str]:
 
 
 def contract_outputs(max_det: int) -> tuple[TensorSpec, ...]:
-    """The detection output contract (ARCHITECTURE.md, contract 2) with K = ``max_det``."""
+    """The detection output contract (docs/architecture.md, contract 2) with K = ``max_det``."""
     return (
         TensorSpec("num_dets", "int32", (-1, 1)),
         TensorSpec("boxes", "float32", (-1, max_det, 4)),
@@ -130,7 +128,7 @@ def write_model_dir(
     _check_choice("backend", backend, BACKENDS)
     _check_choice("flavor", flavor, (*FLAVORS, None))
     _check_choice("precision", precision, PRECISIONS)
-    post = _check_postprocess(postprocess)
+    post = Postprocess.from_dict(postprocess).to_dict()
     shape = _input_shape(input_shape)
     static = preprocess.static_shape
     if static is not None and shape[2:] != tuple(static):
@@ -190,16 +188,6 @@ def write_model_dir(
 def _check_choice(name: str, value: object, choices: tuple) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-def _check_postprocess(postprocess: Mapping[str, float | int]) -> dict[str, float | int]:
-    keys = set(postprocess)
-    if keys != set(_POSTPROCESS_KEYS):
-        raise ConfigError(f"postprocess needs exactly the keys {list(_POSTPROCESS_KEYS)}, got {sorted(keys)}")
-    max_det = int(postprocess["max_det"])
-    if max_det < 1:
-        raise ConfigError(f"postprocess max_det must be >= 1, got {max_det}")
-    return {"score_thr": float(postprocess["score_thr"]), "iou_thr": float(postprocess["iou_thr"]), "max_det": max_det}
 
 
 def _input_shape(input_shape: Sequence[int]) -> tuple[int, int, int, int]:

@@ -6,7 +6,7 @@ traces with ``torch.onnx.export(dynamo=True)``, lowers ``torch.ops.sdk.*`` with
 dimension dynamic (1..max_batch), runs the ONNX checker and shape inference, and
 optionally ``onnxsim`` (skipped, with a log line, when it is missing or fails).
 
-Flavors (ARCHITECTURE.md, contract 3): ``onnxruntime`` = standard ONNX ops only;
+Flavors (docs/architecture.md, contract 3): ``onnxruntime`` = standard ONNX ops only;
 ``tensorrt`` = one ``sdk::BatchedNMS`` / ``sdk::MultiLevelRoIAlign`` node per op.
 """
 

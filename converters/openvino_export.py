@@ -60,7 +60,7 @@ def convert_onnx_to_openvino(onnx_path: str | os.PathLike, out_dir: str | os.Pat
     with tempfile.TemporaryDirectory(dir=out, prefix=".openvino-") as tmp:
         tmp_xml = Path(tmp) / XML_NAME
         # compress_to_fp16=False: the precision is a property of the exported graph
-        # (ARCHITECTURE.md 3b). save_model's default would silently store fp32 weights
+        # (docs/architecture.md 3b). save_model's default would silently store fp32 weights
         # as fp16, so an fp32 model_dir would no longer compute what was verified.
         ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
         os.replace(Path(tmp) / BIN_NAME, weights)

@@ -11,7 +11,7 @@ graph gives it, so the precision is the exported graph's (``export_precision_onn
 
 No builder precision flags, no calibrator, no ``EXPLICIT_BATCH`` (all removed in
 TensorRT 11; TensorRT 10 builds the same network the same way). The ``sdk::`` nodes
-become the SDK's plugins (``sdk.converters.tensorrt_plugins``), whose ahead-of-time
+become the SDK's plugins (``sdk.trt_plugins.tensorrt_registration``), whose ahead-of-time
 kernels TensorRT compiles into the engine (``PREFER_AOT_PYTHON_PLUGINS``). One
 optimization profile over the batch range; the timing cache is loaded from and saved
 to ``timing_cache``. The engine is tied to the TensorRT version and GPU SM it was built
@@ -92,8 +92,8 @@ def build_engine(
     Raises ``BackendUnavailableError`` without TensorRT >= 10.10 / a GPU, ``ModelDirError``
     when the graph does not parse or the build fails.
     """
-    from sdk.converters.tensorrt_plugins import plugins_of, register_plugins
     from sdk.runtime.tensorrt_backend import check_tensorrt_available, current_target
+    from sdk.trt_plugins.tensorrt_registration import plugins_of, register_plugins
 
     check_tensorrt_available(device)
     import tensorrt as trt
@@ -158,7 +158,7 @@ def write_tensorrt_model_dir(
     the ONNX graph it was built from (``sdk::BatchedNMS``, ...), batch 1..max_batch, and the
     ``build_target`` (TensorRT version, SM) the engine only runs on."""
     from sdk.converters.model_dir import write_model_dir
-    from sdk.converters.tensorrt_plugins import plugins_of
+    from sdk.trt_plugins.tensorrt_registration import plugins_of
 
     static = preprocess.static_shape
     if static is None:

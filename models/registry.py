@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from sdk.errors import ConfigError
+from sdk.postprocess_record import Postprocess
 from sdk.preprocess import Preprocess
 
 FAMILIES = ("retinanet", "fcos", "faster_rcnn", "ssdlite")
@@ -28,7 +29,7 @@ _POSTPROCESS_KNOBS: dict[str, tuple[str, str, str]] = {
     "ssdlite": ("score_thresh", "nms_thresh", "detections_per_img"),
     "faster_rcnn": ("box_score_thresh", "box_nms_thresh", "box_detections_per_img"),
 }
-_POSTPROCESS_KEYS = ("score_thr", "iou_thr", "max_det")
+_POSTPROCESS_KEYS = Postprocess.KEYS  # the knobs below are in this order
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 ``import sdk`` is light: it does not import torch. The public names load lazily::
 
     from sdk import Detector
-    det = Detector("runs/quickstart/model_onnx")   # ONNX Runtime, no torch needed
+    det = Detector("runs/quickstart/model_dir")   # ONNX Runtime, no torch needed
     dets = det("image.jpg")                          # -> Detections
 """
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping
 
-from sdk.errors import CheckpointError
+from sdk.errors import CheckpointError, ConfigError
+from sdk.postprocess_record import Postprocess
 from sdk.preprocess import Preprocess
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,7 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORMAT_VERSION = 1
 _MARKER = "sdk_checkpoint"
-_POSTPROCESS_KEYS = ("score_thr", "iou_thr", "max_det")
 _CONVERT_HINT = "convert it with `sdk convert torchvision STATE_DICT --model NAME --classes coco --out CKPT.pt`"
 
 
@@ -61,10 +61,11 @@ class CheckpointMeta:
             raise CheckpointError(
                 f"checkpoint meta lists {len(self.classes)} classes but num_classes={self.num_classes}"
             )
-        if set(self.postprocess) != set(_POSTPROCESS_KEYS):
-            raise CheckpointError(
-                f"checkpoint postprocess needs exactly {list(_POSTPROCESS_KEYS)}, got {sorted(self.postprocess)}"
-            )
+        try:
+            record = Postprocess.from_dict(self.postprocess, what="checkpoint postprocess")
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from None
+        object.__setattr__(self, "postprocess", record.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists/dicts/primitives (JSON- and ``weights_only``-safe)."""

@@ -50,9 +50,17 @@ class Detections:
         n = len(self.class_names)
         return [self.class_names[i] if 0 <= i < n else str(int(i)) for i in self.labels]
 
-    def filter(self, score_thr: float) -> "Detections":
-        """The detections scoring at least ``score_thr``."""
-        keep = self.scores >= score_thr
+    def filter(self, keep: float | np.ndarray | Sequence[bool] | Sequence[int]) -> "Detections":
+        """A subset: the detections scoring at least ``keep`` (a number), or those
+        selected by ``keep`` as a boolean mask (N,) or an index array."""
+        if np.isscalar(keep):
+            keep = self.scores >= float(keep)
+        else:
+            keep = np.asarray(keep)
+            if keep.dtype == np.bool_ and keep.shape != self.scores.shape:
+                raise ValueError(f"a boolean mask for {len(self)} detections has shape {keep.shape}")
+            if keep.dtype != np.bool_ and not np.issubdtype(keep.dtype, np.integer):
+                raise ValueError(f"filter takes a score threshold, a boolean mask or indices, not {keep.dtype}")
         masks = self.masks[keep] if self.masks is not None else None
         return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.class_names, masks)
 
@@ -88,8 +96,9 @@ class Detections:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "boxes": np.round(self.boxes, 3).tolist(),
-            "scores": np.round(self.scores, 5).tolist(),
+            # float64 before rounding: a rounded float32 prints as 295.4100036621094
+            "boxes": np.round(self.boxes.astype(np.float64), 3).tolist(),
+            "scores": np.round(self.scores.astype(np.float64), 5).tolist(),
             "labels": self.labels.tolist(),
             "names": self.names,
         }
@@ -97,9 +106,11 @@ class Detections:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
-    def plot(self, image: Any, *, score_thr: float = 0.0, channel_order: str = "bgr", line_width: int | None = None) -> np.ndarray:
-        """Draw the boxes on a copy of ``image``; returns an (H, W, 3) uint8 **BGR** array
-        (ready for ``cv2.imwrite``). ``image`` is any ``sdk.images`` input."""
+    def plot(self, image: Any, *, score_thr: float = 0.3, channel_order: str = "bgr", line_width: int | None = None) -> np.ndarray:
+        """Draw the boxes scoring at least ``score_thr`` (default 0.3, as ``sdk infer``:
+        detectors keep hypotheses down to ~0.05, which clutter a picture; pass 0 for
+        all) on a copy of ``image``, best label on top; returns an (H, W, 3) uint8
+        **BGR** array (ready for ``cv2.imwrite``). ``image`` is any ``sdk.images`` input."""
         from sdk.visualize import draw_detections
 
         return draw_detections(image, self, score_thr=score_thr, channel_order=channel_order, line_width=line_width)

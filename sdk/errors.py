@@ -52,3 +52,35 @@ def require(module: str, *, extra: str, purpose: str):
             f"{purpose} needs the Python package '{module.split('.')[0]}', which is not "
             f"installed ({exc}). Install it with: pip install 'sdk-detect[{extra}]'"
         ) from exc
+
+
+# The pip extra that installs each optional top-level package (pyproject.toml).
+EXTRA_OF_PACKAGE = {
+    "torch": "torch", "torchvision": "torch",
+    "pycocotools": "train", "matplotlib": "train",
+    "onnx": "export", "onnxscript": "export", "onnxruntime_extensions": "export",
+    "openvino": "openvino",
+    "grpc": "serve", "grpc_health": "serve", "tritonclient": "serve", "prometheus_client": "serve",
+}
+
+
+def missing_package_message(exc: ModuleNotFoundError) -> str | None:
+    """One line naming the pip extra for a missing optional package, ``None`` for any
+    other missing module (a bug, which keeps its traceback)."""
+    package = (exc.name or "").split(".")[0]
+    if package == "tensorrt":
+        return "this needs TensorRT, which is not installed: pip install tensorrt (NVIDIA GPU machines)"
+    extra = EXTRA_OF_PACKAGE.get(package)
+    if extra is None:
+        return None
+    return f"this needs the Python package '{package}', which is not installed: pip install 'sdk-detect[{extra}]'"
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line. An error re-raised from a torch DataLoader
+    worker carries the worker's whole traceback; its last line holds the message."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:  # "Caught X in DataLoader worker ...\n...\nsdk.errors.X: message"
+        _, sep, message = text.splitlines()[-1].partition(": ")
+        text = message if sep else text.splitlines()[-1]
+    return " ".join(text.splitlines())

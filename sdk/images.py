@@ -137,7 +137,7 @@ def _from_path(path: Path, max_pixels: int) -> np.ndarray:
 
 
 def _decode_with_pil(data: bytes, source: str, max_pixels: int) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as pil:
@@ -145,6 +145,8 @@ def _decode_with_pil(data: bytes, source: str, max_pixels: int) -> np.ndarray:
             return _from_pil(pil)
     except InputError:
         raise
+    except UnidentifiedImageError:  # its message names the BytesIO object, not the file
+        raise InputError(f"{source}: not a readable image (unknown format or corrupt data)") from None
     except Exception as exc:  # truncated data, bombs, unsupported modes: all the input's fault
         raise InputError(f"{source}: not a readable image ({_one_line(exc)})") from None
 
@@ -203,9 +205,18 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     raise InputError(f"unsupported image dtype {arr.dtype}; use uint8, uint16 or float")
 
 
-def expand_image_paths(inputs: list[str]) -> list[Path]:
-    """Expand files, folders (their images, sorted) and glob patterns (the files they
-    match, sorted) into image paths.
+def list_image_folder(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
+    """The image files (``IMAGE_SUFFIXES``, any case) of ``folder``, sorted by path;
+    with ``recursive`` those of its subfolders too. The one folder listing of the SDK
+    (``sdk infer``, ``sdk verify --images``, int8 calibration)."""
+    folder = Path(folder)
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def expand_image_paths(inputs: list[str], *, recursive: bool = False) -> list[Path]:
+    """Expand files, folders (their images, sorted; with ``recursive`` their
+    subfolders' too) and glob patterns (the files they match, sorted) into image paths.
 
     Raises ``InputError`` naming the first input that matches nothing.
     """
@@ -215,9 +226,11 @@ def expand_image_paths(inputs: list[str]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = list_image_folder(path, recursive=recursive)
             if not found:
-                raise InputError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                nested = not recursive and any(p.is_dir() for p in path.iterdir())
+                hint = "; its subfolders are read with --recursive" if nested else ""
+                raise InputError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
             out.extend(found)
         elif path.exists():
             out.append(path)

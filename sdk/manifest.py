@@ -1,4 +1,4 @@
-"""The model_dir manifest (ARCHITECTURE.md, contract 4) and its validating loader.
+"""The model_dir manifest (docs/architecture.md, contract 4) and its validating loader.
 
 A model_dir is what an export produces::
 
@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, NoReturn
 
 from sdk.errors import ConfigError, ModelDirError
+from sdk.postprocess_record import Postprocess
 from sdk.precision import PRECISIONS
 from sdk.preprocess import Preprocess
 
@@ -320,16 +321,13 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
     if missing:
         top.fail("outputs", f"lacks the detection contract outputs {missing}")
     post = _Fields(top.get("postprocess", dict), "postprocess", source)
-    postprocess = {
-        "score_thr": float(post.get("score_thr", (int, float))),
-        "iou_thr": float(post.get("iou_thr", (int, float))),
-        "max_det": post.get("max_det", int),
-    }
+    values = {key: post.get(key, int if key == "max_det" else (int, float)) for key in Postprocess.KEYS}
+    try:
+        postprocess = Postprocess(**values).to_dict()
+    except ConfigError as exc:
+        raise ModelDirError(f"{source}: field 'postprocess' is invalid ({exc}); re-export the model with this sdk") from None
     if not 1 <= postprocess["max_det"] <= MAX_DET:
         post.fail("max_det", f"must be in 1..{MAX_DET}, got {postprocess['max_det']}")
-    for key in ("score_thr", "iou_thr"):
-        if not 0.0 <= postprocess[key] <= 1.0:  # also refuses NaN
-            post.fail(key, f"must be in [0, 1], got {postprocess[key]}")
     _check_output_shapes(outputs, postprocess["max_det"], top)
     try:
         preprocess = Preprocess.from_dict(top.get("preprocess", dict))

@@ -1,4 +1,4 @@
-"""Turn the fixed-shape detection contract into ``Detections`` (ARCHITECTURE.md, contract 2).
+"""Turn the fixed-shape detection contract into ``Detections`` (docs/architecture.md, contract 2).
 
 Every backend and flavor ends in::
 

@@ -1,7 +1,7 @@
 """Numeric precisions of exported graphs and their default accuracy gates.
 
 Torch-free: the manifest, the runtimes and the CLI all read these. A precision is a
-property of the exported graph (ARCHITECTURE.md, section 3b):
+property of the exported graph (docs/architecture.md, section 3b):
 
 | precision | what the graph computes | default gate (bbox mAP drop vs eager) |
 |---|---|---|

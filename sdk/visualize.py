@@ -21,15 +21,22 @@ def color_for(label: int) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-def draw_detections(image: Any, dets: "Detections", *, score_thr: float = 0.0, channel_order: str = "bgr", line_width: int | None = None,
-                    show_scores: bool = True) -> np.ndarray:
-    """Return a BGR uint8 copy of ``image`` with boxes, class names and (unless
-    ``show_scores`` is false, e.g. for ground truth) scores drawn."""
+def draw_detections(image: Any, dets: "Detections", *, score_thr: float = 0.0, channel_order: str = "bgr",
+                    line_width: int | None = None, show_scores: bool = True) -> np.ndarray:
+    """Return a BGR uint8 (H, W, 3) copy of ``image`` with the boxes scoring at least
+    ``score_thr``, their class names and (unless ``show_scores`` is false, e.g. for
+    ground truth) scores drawn.
+
+    Drawn in ascending score order, so where boxes overlap (often one object with
+    several class hypotheses) the best-scoring label ends on top.
+    """
     bgr = cv2.cvtColor(load_image(image, channel_order=channel_order), cv2.COLOR_RGB2BGR)  # a new array
     h, w = bgr.shape[:2]
     lw = line_width or max(1, round((h + w) / 600))
     font_scale = max(0.35, lw / 3)
-    for box, score, label, name in zip(dets.boxes, dets.scores, dets.labels, dets.names):
+    names = dets.names
+    for i in np.argsort(dets.scores, kind="stable"):
+        box, score, label, name = dets.boxes[i], dets.scores[i], dets.labels[i], names[i]
         if score < score_thr:
             continue
         x1, y1, x2, y2 = (int(round(v)) for v in box)

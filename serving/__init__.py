@@ -1,10 +1,10 @@
 """gRPC and HTTP serving (KServe v2 / Triton protocol), dynamic batcher, client, load generator.
 
-    sdk serve runs/quickstart/model_onnx --port 8001 --http-port 8000   # the server (CLI)
+    sdk serve runs/quickstart/model_dir --port 8001 --http-port 8000   # the server (CLI)
 
     from sdk.serving import Client
-    Client("127.0.0.1:8001").detect(["image.jpg"])          # -> list[Detections]
-    Client("http://127.0.0.1:8000").detect(["image.jpg"])   # the same over REST
+    Client("127.0.0.1:8001").detect("image.jpg")             # -> Detections (a list for a list)
+    Client("http://127.0.0.1:8000").detect("image.jpg")      # the same over REST
 
 Public names load lazily, so ``import sdk.serving`` stays cheap.
 """

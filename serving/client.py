@@ -4,6 +4,7 @@
     client = Client("127.0.0.1:8001", token="...")        # gRPC; model: the server's only one
     client = Client("http://127.0.0.1:8000")              # the same over KServe v2 REST
     dets = client.detect(["a.jpg", "b.png"])              # -> list[Detections]
+    one = client.detect("a.jpg")                          # -> Detections (as Detector)
 
 Image inputs follow ``sdk.images``: file paths and encoded bytes travel as BYTES
 (encoded; the server decodes); numpy arrays (BGR unless ``channel_order="rgb"``)
@@ -182,11 +183,16 @@ class Client:
         score_thr: float | None = None,
         max_detections: int | None = None,
         channel_order: str = "bgr",
-    ) -> list[Detections]:
-        """Detect objects in ``images`` (one image or a list); one ``Detections`` per image."""
-        items = list(images) if isinstance(images, (list, tuple)) else [images]
-        if isinstance(images, np.ndarray) and images.ndim == 4:
-            items = list(images)
+    ) -> Detections | list[Detections]:
+        """Detect objects in ``images``: one image gives one ``Detections``, a list (or an
+        [N, H, W, 3] array) a list of them, as ``sdk.Detector`` does."""
+        batched = isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4)
+        results = self._detect_all(list(images) if batched else [images], score_thr=score_thr,
+                                   max_detections=max_detections, channel_order=channel_order)
+        return results if batched else results[0]
+
+    def _detect_all(self, items: list, *, score_thr: float | None, max_detections: int | None,
+                    channel_order: str) -> list[Detections]:
         if not items:
             raise InputError("detect() needs at least one image")
         network = self.network_input()

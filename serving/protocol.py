@@ -1,6 +1,6 @@
 """KServe v2 tensors <-> numpy for the detection service.
 
-The served model has one input and the four contract outputs (ARCHITECTURE.md,
+The served model has one input and the four contract outputs (docs/architecture.md,
 contract 2), with boxes mapped back to **original image pixels**:
 
 =========== ======== ============== ==============================================

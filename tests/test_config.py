@@ -11,7 +11,8 @@ from sdk.config import Config, ScheduleConfig, apply_overrides, load_config, par
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
+# configs/__init__.py makes the folder the package sdk.configs; it is no config
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.py") if p.name != "__init__.py")
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

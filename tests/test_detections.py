@@ -78,3 +78,40 @@ def test_plot_draws_on_a_bgr_copy():
     red[..., 0] = 255
     out = Detections.empty().plot(red, channel_order="rgb")
     assert out[0, 0].tolist() == [0, 0, 255]
+
+
+def test_to_dict_rounds_without_float32_noise():
+    dets = Detections(np.array([[295.41, 1 / 3, 2.0, 7.123456]], np.float32), np.array([0.1234567], np.float32),
+                      np.array([0]))
+    text = dets.to_json()
+    assert "295.41," in text and "0.333," in text and "7.123]" in text and "0.12346]" in text
+
+
+def test_filter_takes_a_threshold_a_mask_or_indices():
+    dets = Detections(np.arange(12, dtype=np.float32).reshape(3, 4), np.array([0.9, 0.5, 0.2], np.float32),
+                      np.array([0, 1, 2]))
+    assert dets.filter(0.5).labels.tolist() == [0, 1]
+    assert dets.filter(np.array([False, True, True])).labels.tolist() == [1, 2]
+    assert dets.filter(dets.labels == 2).scores.tolist() == pytest.approx([0.2])
+    assert dets.filter([2, 0]).labels.tolist() == [2, 0]
+    with pytest.raises(ValueError, match="boolean mask"):
+        dets.filter(np.array([True, False]))
+
+
+def test_plot_draws_the_best_label_on_top_and_skips_low_scores():
+    from sdk.visualize import color_for
+
+    image = np.zeros((100, 100, 3), np.uint8)
+    box = [20.0, 40.0, 80.0, 90.0]
+    # one object, two class hypotheses; detections arrive sorted by score (descending)
+    dets = Detections(np.array([box, box], np.float32), np.array([0.64, 0.52], np.float32), np.array([3, 1]))
+    label_band = dets.plot(image)[:37]  # the filled label boxes sit above the box's top edge (y 40)
+
+    def pixels_of(label: int) -> int:
+        return int((label_band == np.array(color_for(label), np.uint8)).all(axis=-1).sum())
+
+    assert pixels_of(3) > 50 and pixels_of(1) == 0  # "3 0.64" covers "1 0.52"
+
+    faint = Detections(np.array([box], np.float32), np.array([0.1], np.float32), np.array([3]))
+    assert not faint.plot(image).any()  # below the default 0.3
+    assert faint.plot(image, score_thr=0.05).any()

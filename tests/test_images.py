@@ -146,3 +146,28 @@ def test_expand_image_paths(tmp_path):
         expand_image_paths([str(tmp_path / "*.gif")])
     with pytest.raises(InputError, match="input not found"):
         expand_image_paths([str(tmp_path / "missing.jpg")])
+
+
+def test_undecodable_bytes_error_names_the_source_not_a_buffer():
+    from sdk.errors import InputError
+    from sdk.images import decode_bytes
+
+    with pytest.raises(InputError) as info:
+        decode_bytes(b"definitely not an image", source="photo.jpg")
+    assert "photo.jpg" in str(info.value) and "BytesIO" not in str(info.value)
+
+
+def test_one_folder_listing_reads_tif_and_recurses_on_request(tmp_path):
+    import cv2
+
+    from sdk.engine.verify import load_image_folder
+    from sdk.images import list_image_folder
+
+    (tmp_path / "sub").mkdir()
+    image = np.full((8, 8, 3), 128, np.uint8)
+    for name in ("a.TIF", "b.jpg", "sub/c.png"):
+        cv2.imwrite(str(tmp_path / name), image)
+    (tmp_path / "notes.txt").write_text("x")
+    assert [p.name for p in list_image_folder(tmp_path)] == ["a.TIF", "b.jpg"]
+    assert [p.name for p in list_image_folder(tmp_path, recursive=True)] == ["a.TIF", "b.jpg", "c.png"]
+    assert len(load_image_folder(tmp_path)) == 2  # `sdk verify --images` reads .tif as `sdk infer` does

@@ -71,3 +71,18 @@ def test_padded_batch_and_empty_images():
 def test_missing_outputs():
     with pytest.raises(ValueError, match=r"lack \['labels'\]"):
         decode_outputs({"num_dets": 0, "boxes": 0, "scores": 0}, [], CLASSES)
+
+
+def test_postprocess_record_is_defined_and_validated_once():
+    from sdk.errors import ConfigError
+    from sdk.postprocess_record import Postprocess
+
+    record = Postprocess.from_dict({"score_thr": 0, "iou_thr": 0.5, "max_det": 100})
+    assert record.to_dict() == {"score_thr": 0.0, "iou_thr": 0.5, "max_det": 100}
+    assert isinstance(record.score_thr, float)
+    for bad, message in [({"score_thr": 0.1, "iou_thr": 0.5}, "needs exactly the keys"),
+                         ({"score_thr": 0.1, "iou_thr": 0.5, "max_det": 0}, "max_det must be an int >= 1"),
+                         ({"score_thr": 0.1, "iou_thr": 1.5, "max_det": 5}, "0 <= iou_thr <= 1"),
+                         ({"score_thr": "0.1", "iou_thr": 0.5, "max_det": 5}, "score_thr must be a number")]:
+        with pytest.raises(ConfigError, match=message):
+            Postprocess.from_dict(bad)

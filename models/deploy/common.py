@@ -3,7 +3,7 @@
 A DeployModule is the export form of an eager detector (``sdk.models``): the same
 weights (it holds the eager model's submodules, no copies), one static input size,
 and post-processing written with static shapes only, ending in the custom op
-``torch.ops.sdk.batched_nms`` (ARCHITECTURE.md, contracts 2 and 3).
+``torch.ops.sdk.batched_nms`` (docs/architecture.md, contracts 2 and 3).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from torch import Tensor, nn
 import sdk.trt_plugins  # noqa: F401  registers torch.ops.sdk.* before any tracing
 from sdk.errors import ConfigError
 from sdk.models.inputs import as_image_list
+from sdk.postprocess_record import Postprocess
 from sdk.preprocess import Preprocess
 
-POSTPROCESS_KEYS = ("score_thr", "iou_thr", "max_det")
+POSTPROCESS_KEYS = Postprocess.KEYS
 
 
 class DetectionOutputs(NamedTuple):
@@ -65,12 +66,8 @@ def input_size(preprocess: Preprocess) -> tuple[int, int]:
 
 def check_postprocess(postprocess: Mapping[str, float | int]) -> tuple[float, float, int]:
     """``(score_thr, iou_thr, max_det)`` from a ``{"score_thr", "iou_thr", "max_det"}`` record."""
-    if set(postprocess) != set(POSTPROCESS_KEYS):
-        raise ConfigError(f"postprocess needs exactly the keys {list(POSTPROCESS_KEYS)}, got {sorted(postprocess)}")
-    score_thr, iou_thr, max_det = float(postprocess["score_thr"]), float(postprocess["iou_thr"]), int(postprocess["max_det"])
-    if score_thr < 0 or max_det < 1:
-        raise ConfigError(f"postprocess needs score_thr >= 0 and max_det >= 1, got {dict(postprocess)}")
-    return score_thr, iou_thr, max_det
+    record = Postprocess.from_dict(postprocess)
+    return record.score_thr, record.iou_thr, record.max_det
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@
     sdk benchmark MODEL [--backend B] [--batch 1,8] ...      one model_dir or checkpoint
     sdk benchmark suite CKPT [--backends B[:P] ...] [--out DIR] [--force]
                                                              every backend and precision vs torchvision
-    sdk benchmark --server URL --model NAME ...              a running server, gRPC or HTTP (load generator)
+    sdk benchmark --server URL [--model NAME] ...            a running server, gRPC or HTTP (load generator)
 
 MODEL mode times decode, preprocess, inference and postprocess separately (warm-up
 excluded, device synchronized before every clock read) and reports mean/p50/p90/p99
@@ -21,6 +21,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from sdk.cli.arguments import hw_type
+
 
 def _int_list(text: str) -> list[int]:
     try:
@@ -32,13 +34,6 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _hw(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 640x640, got {text!r}")
-    return int(parts[0]), int(parts[1])
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     from sdk.benchmarks.targets import CPU_TARGETS, CUDA_TARGETS, EXPORT_BACKENDS, PRECISIONS
 
@@ -47,7 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="measure latency/FPS/memory/mAP of a model, a backend suite, or a server",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
+    parser.add_argument("-h", "--help", action=ModeHelp, nargs=0,
+                        help="show this help (after `suite`, or with --server: that mode's options only)")
     parser.add_argument(
         "targets", nargs="*", metavar="MODEL | suite CKPT",
         help="a model_dir or .pt checkpoint; or the word 'suite' and a checkpoint; nothing with --server",
@@ -55,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common = parser.add_argument_group("measurement (model and suite modes)")
     common.add_argument("--batch", type=_int_list, default=None,
                         help="comma-separated batch sizes (default: 1; suite: 1,8)")
-    common.add_argument("--input-size", type=_hw, default=None, metavar="HxW",
+    common.add_argument("--input-size", type=hw_type, default=None, metavar="HxW",
                         help="network input (letterbox size or keep_ratio canvas) for a checkpoint (default: its record)")
     common.add_argument("--warmup", type=int, default=3, help="untimed iterations per batch size (default: %(default)s)")
     timed = common.add_mutually_exclusive_group()
@@ -100,12 +98,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     server.add_argument("--server", default=None, metavar="URL",
                         help="a KServe v2 / Triton server: host:port or grpc://host:port (gRPC), "
                         "http://host:port (REST); https:// and grpcs:// for TLS")
-    server.add_argument("--model", default=None, metavar="NAME", help="model name on the server")
+    server.add_argument("--model", default=None, metavar="NAME",
+                        help="model name on the server (default: its only model)")
     server.add_argument("--concurrency", type=_int_list, default=[1, 2, 4, 8, 16],
                         help="comma-separated concurrency levels (default: 1,2,4,8,16)")
     server.add_argument("--csv", default=None, metavar="OUT.csv", help="write one CSV row per concurrency level")
     server.add_argument("--token-file", default=None, help="file holding the server's bearer token")
     parser.set_defaults(func=run)
+
+
+# The argument groups each mode reads (titles as in register()).
+MODE_GROUPS = {
+    "suite": ("measurement (model and suite modes)", "suite mode"),
+    "server": ("server mode (delegates to sdk.serving.loadgen)",),
+}
+MODE_USAGE = {"suite": "sdk benchmark suite CKPT [options]", "server": "sdk benchmark --server URL [options]"}
+
+
+class ModeHelp(argparse.Action):
+    """``-h`` that, after ``suite`` or with ``--server``, shows only that mode's options
+    (the modes share one parser: the mode is picked from the positionals)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        targets = getattr(namespace, "targets", None) or []
+        mode = "suite" if targets[:1] == ["suite"] else "server" if getattr(namespace, "server", None) else None
+        if mode is None:
+            parser.print_help()
+            parser.exit()
+        groups, usage = parser._action_groups, parser.usage
+        keep = {"options", "optional arguments", *MODE_GROUPS[mode]}
+        try:
+            parser._action_groups = [g for g in groups if g.title in keep]
+            parser.usage = MODE_USAGE[mode]
+            parser.print_help()
+        finally:
+            parser._action_groups, parser.usage = groups, usage
+        parser.exit()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.targets) == 1 and args.targets[0] != "suite":
         return _run_model(args, command)
     raise ConfigError(
-        "usage: `sdk benchmark MODEL`, `sdk benchmark suite CKPT` or `sdk benchmark --server URL --model NAME`"
+        "usage: `sdk benchmark MODEL`, `sdk benchmark suite CKPT` or `sdk benchmark --server URL [--model NAME]`"
     )
 
 
@@ -189,18 +217,33 @@ def _run_suite(args: argparse.Namespace, command: str | None) -> int:
 
 
 def _run_server(args: argparse.Namespace) -> int:
-    from sdk.errors import ConfigError
     from sdk.serving.loadgen import format_table, run_load, write_csv
 
-    if not args.model:
-        raise ConfigError("--server needs --model NAME (the model's name on the server)")
     token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else None
+    model = args.model or _only_model(args.server, token)
     encoded, _ = _images(args)
     rows = run_load(
-        args.server, args.model, concurrency_levels=args.concurrency, duration_s=args.duration or 10.0,
+        args.server, model, concurrency_levels=args.concurrency, duration_s=args.duration or 10.0,
         images=encoded, token=token, batch_size=(args.batch or [1])[0],
     )
     print(format_table(rows))
     if args.csv:
         write_csv(rows, args.csv)
+    failed = sum(int(r["errors"]) for r in rows)
+    if failed:  # a run whose server died or refused is not a measurement
+        codes: dict[str, int] = {}
+        for row in rows:
+            for code, count in row.get("error_codes", {}).items():
+                codes[code] = codes.get(code, 0) + count
+        print(f"error: {failed} request(s) failed ({', '.join(f'{c} x{n}' for c, n in codes.items())}); "
+              "the figures above are not a valid measurement", file=sys.stderr)
+        return 1
     return 0
+
+
+def _only_model(url: str, token: str | None) -> str:
+    """The server's model name when it serves exactly one (else a one-line error)."""
+    from sdk.serving.client import Client
+
+    with Client(url, token=token) as client:
+        return client.model

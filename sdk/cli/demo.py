@@ -44,7 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common_arguments(webcam, show_default=True)
     webcam.add_argument("--camera-id", type=int, default=0, help="OpenCV camera index (default: %(default)s)")
     webcam.add_argument("--out", default=None, help="also record the drawn stream to this video file")
-    webcam.add_argument("--no-show", dest="show", action="store_false", help="do not open a window (record with --out)")
     webcam.set_defaults(func=run_webcam, batch_size=1)
 
 
@@ -56,9 +55,9 @@ def _add_common_arguments(parser: argparse.ArgumentParser, *, show_default: bool
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument(
         "--show",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,  # one flag pair: --show / --no-show
         default=show_default,
-        help="show the frames in a window (needs a display; default: %(default)s)",
+        help=f"show the frames in a window (needs a display; default: {'--show' if show_default else '--no-show'})",
     )
     parser.add_argument(
         "--max-frames", type=int, default=None, help="stop after this many frames (default: the whole stream)"
@@ -146,7 +145,7 @@ def run_stream(
                 results = detector(frames)  # BGR frames, OpenCV's order
                 rate = len(frames) / max(time.perf_counter() - start, 1e-9)
                 for frame, dets in zip(frames, results):
-                    drawn = dets.plot(frame)
+                    drawn = dets.plot(frame, score_thr=0.0)  # the detector applied --score-thr
                     cv2.putText(
                         drawn, f"{rate:.1f} FPS", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 1, cv2.LINE_AA
                     )

@@ -79,12 +79,14 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     """``"480x640"`` -> (480, 640); ``ConfigError`` otherwise."""
     from sdk.errors import ConfigError
 
+    from sdk.cli.arguments import parse_hw
+
     if text is None:
         return None
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(f"--input-size must look like HxW (e.g. 480x640), got {text!r}")
-    return int(parts[0]), int(parts[1])
+    try:
+        return parse_hw(text)
+    except ValueError as exc:
+        raise ConfigError(f"--input-size: {exc}") from None
 
 
 def resolve_precision(args: argparse.Namespace) -> str:

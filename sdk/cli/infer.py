@@ -27,8 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", help="model_dir written by `sdk export`, or an SDK .pt checkpoint")
     parser.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or quoted glob patterns"
+        "inputs", nargs="+", metavar="INPUT",
+        help="image files, folders of images (their subfolders with --recursive), or quoted glob patterns "
+             "('dir/**/*.jpg' recurses)",
     )
+    parser.add_argument("--recursive", "-r", action="store_true", help="also read the images in subfolders of folders")
     parser.add_argument(
         "--out-dir", default="runs/infer", help="folder for drawn images and JSON files (default: %(default)s)"
     )
@@ -45,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="skip images with more than N pixels (H*W), checked from the file header before decoding "
         "(default 64000000)",
     )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from sdk.images import expand_image_paths
     from sdk.preprocess import iter_chunks
 
-    paths = expand_image_paths(args.inputs)
+    paths = expand_image_paths(args.inputs, recursive=args.recursive)
     detector = Detector(
         args.model, device=args.device, score_thr=args.score_thr, batch_size=args.batch_size,
         max_pixels=args.max_pixels,
@@ -70,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdk-decode") as pool,
-        tqdm(total=len(paths), unit="img", desc="infer") as bar,
+        tqdm(total=len(paths), unit="img", desc="infer", disable=args.no_progress) as bar,
     ):
         pending = pool.submit(_decode, [p for p, _ in chunks[0]], detector.max_pixels)
         for i, chunk in enumerate(chunks):
@@ -125,5 +129,5 @@ def _write_result(out_dir: Path, path: Path, stem: str, image, dets, *, draw: bo
     (out_dir / f"{stem}.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
     if draw:
         target = out_dir / f"{stem}{path.suffix.lower() or '.jpg'}"
-        if not cv2.imwrite(str(target), dets.plot(image, channel_order="rgb")):
+        if not cv2.imwrite(str(target), dets.plot(image, score_thr=0.0, channel_order="rgb")):
             log.warning("could not write %s", target)

@@ -3,7 +3,8 @@
 Each subcommand lives in ``sdk/cli/<name>.py`` and exposes ``register(subparsers)``,
 which adds its parser and sets ``func(args) -> int``. Modules import heavy libraries
 (torch, onnx, grpc) inside ``func`` so ``sdk --help`` stays fast and torch-free.
-User errors (``SDKError``) print as one line and exit with status 2.
+User errors (``SDKError``, and a missing optional package, named with its pip extra)
+print as one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import sys
 
 from sdk import __version__
-from sdk.errors import SDKError
+from sdk.errors import SDKError, missing_package_message, one_line
 
 # Order is the order of `sdk --help`.
 SUBCOMMANDS = (
@@ -65,7 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     except SDKError as exc:
         if args.verbose:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional extra that is not installed
+        message = missing_package_message(exc)
+        if message is None or args.verbose:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

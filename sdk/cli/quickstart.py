@@ -13,6 +13,11 @@ Steps (each adds keys to ``OUT/summary.json``, rewritten after every step):
    (``export_bbox_mAP``, ``export_mAP_delta`` = exported - eager ``bbox_mAP``);
 7. ``detect_exported``: run ``sdk.Detector(model_dir)`` on a val image.
 
+``OUT`` belongs to the quickstart: a rerun replaces the checkpoints in ``OUT/train``
+(``sdk train`` refuses to overwrite a work dir's checkpoints unless asked).
+``--cfg-options`` shrinks or changes a run: ``synthetic.KEY=VALUE`` sets a dataset
+generation parameter, any other key overrides the training config.
+
 Adding a step (export, benchmark, ...) is adding a function ``step(ctx) -> dict`` to
 ``STEPS``; ``ctx.summary`` holds what earlier steps reported.
 """
@@ -30,7 +35,18 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "quickstart_tiny.py"
+CONFIG_NAME = "quickstart_tiny.py"
+
+
+def default_config() -> Path:
+    """The shipped ``quickstart_tiny.py``: package data of ``sdk.configs`` (a wheel
+    install), else the ``configs/`` folder of a checkout whose environment predates it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sdk.configs")
+    if spec is not None and spec.origin:
+        return Path(spec.origin).parent / CONFIG_NAME
+    return Path(__file__).resolve().parents[2] / "configs" / CONFIG_NAME
 
 
 @dataclass
@@ -41,6 +57,7 @@ class QuickstartContext:
     config_path: Path
     device: str = "cpu"
     progress: bool = True
+    cfg_options: tuple[str, ...] = ()  # "synthetic.KEY=VALUE" or training-config overrides
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -59,14 +76,33 @@ class QuickstartContext:
         return path
 
 
-def synth_params(config_path: Path) -> dict[str, Any]:
+def split_options(options: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``(synthetic overrides without the prefix, training-config overrides)``."""
+    synthetic = [o.removeprefix("synthetic.") for o in options if o.startswith("synthetic.")]
+    return synthetic, [o for o in options if not o.startswith("synthetic.")]
+
+
+def synth_params(config_path: Path, overrides: list[str] = ()) -> dict[str, Any]:
     """The ``synthetic`` dict of the quickstart config file: the generation parameters
-    of ``sdk.data.synthetic.generate_synthetic_coco`` (tuned together with the model)."""
+    of ``sdk.data.synthetic.generate_synthetic_coco`` (tuned together with the model),
+    with ``KEY=VALUE`` ``overrides`` (Python literals) applied."""
+    import ast
+
+    from sdk.errors import ConfigError
+
+    if not config_path.is_file():
+        raise ConfigError(f"quickstart config not found: {config_path}; pass --config FILE")
     params = runpy.run_path(str(config_path)).get("synthetic")
     if not isinstance(params, dict):
-        from sdk.errors import ConfigError
-
         raise ConfigError(f"{config_path} must define `synthetic = dict(...)` (the dataset generation parameters)")
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        if key not in params:
+            raise ConfigError(f"--cfg-options synthetic.{key}: unknown key; valid: {', '.join(sorted(params))}")
+        try:
+            params[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"--cfg-options synthetic.{key}={raw}: not a Python literal") from None
     return json.loads(json.dumps(params))  # tuples -> lists, as in the stamp file
 
 
@@ -74,7 +110,7 @@ def step_data(ctx: QuickstartContext) -> dict[str, Any]:
     """Synthesize the dataset unless an identical one is already there."""
     from sdk.data.synthetic import generate_synthetic_coco
 
-    params = synth_params(ctx.config_path)
+    params = synth_params(ctx.config_path, split_options(ctx.cfg_options)[0])
     stamp = ctx.data_dir / "params.json"
     train_json, val_json = ctx.data_dir / "annotations" / "train.json", ctx.data_dir / "annotations" / "val.json"
     reused = stamp.exists() and json.loads(stamp.read_text()) == params and train_json.exists() and val_json.exists()
@@ -100,8 +136,10 @@ def step_train(ctx: QuickstartContext) -> dict[str, Any]:
         f"data.val_images={data / 'images'}",
         f"runtime.work_dir={ctx.train_dir}",
         f"runtime.device={ctx.device}",
+        *split_options(ctx.cfg_options)[1],
     ])
-    result = train(cfg, TrainOptions(progress=ctx.progress))
+    # OUT/train is the quickstart's own folder: a rerun retrains it from scratch.
+    result = train(cfg, TrainOptions(progress=ctx.progress, overwrite=True))
     assert result is not None and result.best is not None  # one process, validation on
     return {
         "model": cfg.model.name,
@@ -212,15 +250,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Results: OUT/summary.json.",
     )
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="training config (default configs/quickstart_tiny.py)")
+    p.add_argument("--config", default=None,
+                   help="training config with a `synthetic` dict (default: the shipped quickstart_tiny.py)")
+    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="synthetic.KEY=VALUE sets a dataset parameter (e.g. synthetic.num_train=64); other keys "
+                        "override the training config (e.g. schedule.epochs=1)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+    p.epilog = "OUT belongs to the quickstart: a rerun retrains OUT/train from scratch, replacing its checkpoints."
 
 
 def run(args: argparse.Namespace) -> int:
-    ctx = QuickstartContext(out=Path(args.out), config_path=Path(args.config), device=args.device,
-                            progress=not args.no_progress)
+    ctx = QuickstartContext(out=Path(args.out), config_path=Path(args.config) if args.config else default_config(),
+                            device=args.device, progress=not args.no_progress, cfg_options=tuple(args.cfg_options))
     summary = run_quickstart(ctx)
     print(f"quickstart done in {summary['total_seconds']:.0f} s: bbox_mAP {summary['bbox_mAP']:.3f}, "
           f"bbox_mAP_50 {summary['bbox_mAP_50']:.3f}; exported model {summary['model_dir']} bbox_mAP "

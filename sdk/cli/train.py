@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a detector from a config file",
         description=(
             "Train a detector from a config (configs/*.py). Writes WORK_DIR/{latest.pt, best.pt, log.jsonl, "
-            "config.json, curves.png}. Several processes: torchrun --nproc_per_node N -m sdk.cli.main train CONFIG"
+            "config.json, curves.png}; an existing run there is continued with --resume or replaced with --overwrite. Several processes: torchrun --nproc_per_node N -m sdk.cli.main train CONFIG"
         ),
     )
     p.add_argument("config", help="config file (e.g. configs/quickstart_tiny.py); put --resume after it")
@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
                    help="continue an interrupted run from CKPT (default WORK_DIR/latest.pt): weights, optimizer, "
                         "schedule, EMA, RNG and epoch are restored; training ends at the config's epoch count")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a work dir that holds another run's checkpoints, replacing them "
+                        "(without it that is an error)")
     p.add_argument("--load-from", metavar="CKPT",
                    help="initialize the weights from CKPT and start a new run (fine-tuning); tensors whose shape "
                         "differs (e.g. the class head) are skipped")
@@ -62,10 +65,19 @@ def run(args: argparse.Namespace) -> int:
             raise CheckpointError(f"--resume: there is no {resume} to continue from; train without --resume first")
     if resume and args.load_from:
         raise CheckpointError("--resume and --load-from exclude each other: resume restores the weights already")
+    if resume and args.overwrite:
+        raise CheckpointError("--resume and --overwrite exclude each other: resume continues the run in place")
     options = TrainOptions(resume=resume, load_from=args.load_from, auto_scale_lr=args.auto_scale_lr,
-                           validate=not args.no_validate, progress=not args.no_progress)
+                           validate=not args.no_validate, progress=not args.no_progress, overwrite=args.overwrite)
     result = train(cfg, options)
     if result is not None:
-        best = f", best bbox_mAP {result.best_map:.4f} ({result.best})" if result.best_map is not None else ""
-        print(f"trained {result.epochs} epochs in {result.seconds:.0f} s: {result.latest}{best}")
+        print(summary_line(result))
     return 0
+
+
+def summary_line(result) -> str:
+    """``trained N epoch(s) ...`` counting only the epochs this run trained."""
+    ran = result.epochs - result.start_epoch
+    span = f" (epochs {result.start_epoch + 1}-{result.epochs})" if result.start_epoch and ran else ""
+    best = f", best bbox_mAP {result.best_map:.4f} ({result.best})" if result.best_map is not None else ""
+    return f"trained {ran} epoch{'s' if ran != 1 else ''}{span} in {result.seconds:.0f} s: {result.latest}{best}"

@@ -95,6 +95,18 @@ class CocoDetection:
             entries = [e for e in entries if len(self._boxes.get(e.id, ())) > 0]
         self._entries = entries
         self.image_ids = [e.id for e in entries]
+        self._check_images_dir()
+
+    def _check_images_dir(self) -> None:
+        """Fail here, in one line, rather than in a DataLoader worker on the first image."""
+        if not self.images_dir.is_dir():
+            raise DatasetError(f"image folder not found: {self.images_dir} (the folder {self.ann_file.name}'s "
+                               "file_names are relative to)")
+        # A wrong folder misses every image; one missing file is reported when it is read.
+        sample = self._entries[:5]
+        if sample and not any((self.images_dir / e.file_name).is_file() for e in sample):
+            raise DatasetError(f"{self.images_dir / sample[0].file_name} not found: is {self.images_dir} "
+                               f"the folder {self.ann_file.name}'s file_names are relative to?")
 
     def __len__(self) -> int:
         return len(self._entries)

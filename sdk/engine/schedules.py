@@ -93,3 +93,21 @@ def build_lr_scheduler(
         min_lr_ratio=cfg.min_lr_ratio,
     )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def load_scheduler_state(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict) -> None:
+    """Restore a checkpoint's scheduler position (``last_epoch``, the iteration count)
+    while keeping the schedule built from the current config.
+
+    ``LambdaLR.load_state_dict`` would also restore the checkpoint's ``LrFactor``
+    (its ``total_iters``), so a run resumed with more epochs would train its extra
+    epochs at the old schedule's final rate. The optimizer's learning rates are set
+    for the restored position, since the first resumed step uses them as they are.
+    """
+    factors = [dict(vars(f)) for f in scheduler.lr_lambdas]
+    scheduler.load_state_dict(state)
+    for fn, own in zip(scheduler.lr_lambdas, factors):
+        fn.__dict__.update(own)  # LrFactor is frozen; load_state_dict updates __dict__ the same way
+    for group, base, fn in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * fn(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]

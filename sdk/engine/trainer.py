@@ -38,7 +38,7 @@ from sdk.engine.ema import ModelEMA
 from sdk.engine.evaluate import EagerPredictor, run_inference
 from sdk.engine.rng import capture_rng_state, restore_rng_state, seed_everything
 from sdk.engine.run_log import RunLog, plot_curves
-from sdk.engine.schedules import build_lr_scheduler, build_optimizer, scaled_lr
+from sdk.engine.schedules import build_lr_scheduler, build_optimizer, load_scheduler_state, scaled_lr
 from sdk.errors import ConfigError, SDKError
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,10 @@ class TrainOptions:
 
     ``resume``: checkpoint to continue from; ``load_from``: checkpoint whose weights
     initialize the model (fine-tuning); ``auto_scale_lr``: apply the linear scaling
-    rule to ``schedule.lr``; ``validate``: run COCO validation; ``progress``: tqdm bars.
+    rule to ``schedule.lr``; ``validate``: run COCO validation; ``progress``: tqdm bars;
+    ``overwrite``: start a new run in a work dir that holds another run's checkpoints
+    (without it, and without ``resume``, that is an error: a run never silently
+    replaces another run's ``best.pt``).
     """
 
     resume: str | None = None
@@ -62,6 +65,7 @@ class TrainOptions:
     auto_scale_lr: bool = False
     validate: bool = True
     progress: bool = True
+    overwrite: bool = False
 
 
 @dataclass
@@ -73,7 +77,21 @@ class TrainResult:
     best_map: float | None
     last_metrics: dict[str, Any] | None
     seconds: float
+    start_epoch: int = 0  # epochs already done before this run (resume)
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+CHECKPOINT_NAMES = ("latest.pt", "best.pt")
+
+
+def check_work_dir_free(work_dir: Path, options: TrainOptions) -> None:
+    """Refuse to start a new run over another run's checkpoints unless asked to."""
+    if options.resume or options.overwrite:
+        return
+    found = [name for name in CHECKPOINT_NAMES if (work_dir / name).exists()]
+    if found:
+        raise SDKError(f"{work_dir} already holds a run's checkpoints ({', '.join(found)}): pass --resume to "
+                       "continue that run, --overwrite to replace it, or --work-dir DIR to start elsewhere")
 
 
 class Trainer:
@@ -87,6 +105,7 @@ class Trainer:
         if not cfg.runtime.work_dir:
             raise ConfigError("runtime.work_dir is not set: pass --work-dir DIR or set it in the config")
         self.work_dir = Path(cfg.runtime.work_dir)
+        check_work_dir_free(self.work_dir, options)
         if ctx.device.type == "cpu":
             torch.set_num_threads(cfg.runtime.num_threads or max(1, (os.cpu_count() or 1) // ctx.local_world_size))
         self.preprocess = cfg.data.preprocess or get_model_spec(cfg.model.name).default_preprocess
@@ -105,6 +124,9 @@ class Trainer:
         sched = cfg.schedule
         self.total_batch = cfg.data.batch_size * ctx.world_size
         self.lr = scaled_lr(sched, self.total_batch) if options.auto_scale_lr else sched.lr
+        if options.auto_scale_lr and ctx.is_main:
+            log.info("--auto-scale-lr: lr %g x total batch %d / base batch %d = %g", sched.lr, self.total_batch,
+                     sched.base_batch_size, self.lr)
         self.iters_per_epoch = len(self.train_loader)
         self.optimizer = build_optimizer(self.model, sched, lr=self.lr)
         self.scheduler = build_lr_scheduler(self.optimizer, sched, iters_per_epoch=self.iters_per_epoch)
@@ -123,9 +145,6 @@ class Trainer:
             self._resume(options.resume)
         else:
             self.run_log.start_fresh()
-            if ctx.is_main and (self.work_dir / "best.pt").exists():
-                log.warning("%s holds a best.pt of an earlier run; this run replaces it when it validates",
-                            self.work_dir)
         self.ddp_model: nn.Module = self.model
         if ctx.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -179,7 +198,7 @@ class Trainer:
         extra = ckpt.extra
         self.model.load_state_dict(extra.get("train_state_dict") or ckpt.state_dict)
         self.optimizer.load_state_dict(extra["optimizer"])
-        self.scheduler.load_state_dict(extra["scheduler"])
+        load_scheduler_state(self.scheduler, extra["scheduler"])
         if extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])
         if self.ema is not None:
@@ -270,6 +289,7 @@ class Trainer:
             work_dir=self.work_dir, epochs=epochs, latest=latest,
             best=best if self.best_map is not None and best.exists() else None,
             best_map=self.best_map, last_metrics=metrics, seconds=time.perf_counter() - start,
+            start_epoch=min(self.start_epoch, epochs),
             history=[r for r in self.run_log.records() if r.get("type") == "val"] if ctx.is_main else [],
         )
 

@@ -22,10 +22,9 @@ import numpy as np
 
 from sdk.detections import Detections
 from sdk.errors import ConfigError
-from sdk.images import load_image
+from sdk.images import IMAGE_SUFFIXES, list_image_folder, load_image
 from sdk.precision import default_max_map_drop
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)
@@ -171,7 +170,9 @@ def synthetic_images(count: int, *, seed: int = 0) -> list[np.ndarray]:
 
 def load_image_folder(folder: str | os.PathLike, *, limit: int | None = None) -> list[np.ndarray]:
     """RGB images of ``folder`` (sorted by name, at most ``limit``)."""
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not Path(folder).is_dir():
+        raise ConfigError(f"--images {folder} is not a folder of images")
+    paths = list_image_folder(folder)
     if not paths:
         raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return [load_image(str(p)) for p in paths[:limit]]

@@ -1,7 +1,7 @@
 """The backend interface behind ``Detector`` and the factory that picks one.
 
 A backend runs one network batch and returns the detection contract
-(ARCHITECTURE.md, contract 2) as numpy arrays; everything before (decoding,
+(docs/architecture.md, contract 2) as numpy arrays; everything before (decoding,
 ``sdk.preprocess``) and after (``sdk.postprocess``) is shared by all backends.
 
 Backend modules are imported only when a model_dir asks for them, so running an

@@ -6,7 +6,7 @@ Torch-free. The IR is read with its batch dimension bounded to the manifest's
 - ``INFERENCE_PRECISION_HINT`` set explicitly from the manifest's precision, never
   left to OpenVINO, whose default on CPUs with AVX512_BF16 or AMX is bf16 (a silent
   precision drop for an fp32 model). Under f32, OpenVINO computes exactly the dtypes
-  the graph has (ARCHITECTURE.md 3b: the precision is a property of the graph):
+  the graph has (docs/architecture.md 3b: the precision is a property of the graph):
 
   ========= ===================================================================
   fp32      f32

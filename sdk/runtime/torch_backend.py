@@ -2,7 +2,7 @@
 
 The reference every exported artifact is compared with: the same ``sdk.preprocess``
 batch goes in, and the model's torchvision-style ``list[dict]`` comes out padded to
-the fixed-shape contract (ARCHITECTURE.md, contract 2), so ``Detector`` decodes
+the fixed-shape contract (docs/architecture.md, contract 2), so ``Detector`` decodes
 eager and exported outputs with one code path. Imports torch (only this backend).
 """
 

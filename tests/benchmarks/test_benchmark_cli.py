@@ -136,7 +136,7 @@ def test_server_mode_delegates_to_the_load_generator(monkeypatch, tmp_path, caps
 
     def fake_run_load(url, model, **kwargs):
         calls.update(url=url, model=model, **kwargs)
-        return [{field: 1 for field in loadgen.CSV_FIELDS} | {"error_codes": {}}]
+        return [{field: 1 for field in loadgen.CSV_FIELDS} | {"errors": 0, "error_codes": {}}]
 
     monkeypatch.setattr(loadgen, "run_load", fake_run_load)
     token = tmp_path / "token"
@@ -156,7 +156,6 @@ def test_server_mode_delegates_to_the_load_generator(monkeypatch, tmp_path, caps
         (["benchmark"], "usage: `sdk benchmark MODEL`"),
         (["benchmark", "suite"], "usage: `sdk benchmark MODEL`"),
         (["benchmark", "m.pt", "--server", "h:1", "--model", "x"], "takes no MODEL"),
-        (["benchmark", "--server", "h:1"], "needs --model"),
         (["benchmark", "missing.pt"], "model not found"),
         (["benchmark", "suite", "m.pt", "--backends", "onnxruntime:int4"], "unknown precision 'int4'"),
         (["benchmark", "suite", "m.pt", "--backends", "onnx:fp32"], "unknown backend 'onnx'"),
@@ -190,3 +189,45 @@ def test_suite_int8_row_calibrates_on_the_dataset_and_reports_its_map(tiny_check
     assert json.loads((out / "models" / "openvino_int8" / "manifest.json").read_text())["precision"] == "int8"
     table = (out / "suite.md").read_text()
     assert "| openvino | int8 | ok |" in table and "bbox mAP" in table and "calibrated on the dataset's images" in table
+
+
+def test_server_mode_finds_the_only_model_and_fails_on_request_errors(monkeypatch, capsys):
+    import sdk.serving.client as client_module
+    import sdk.serving.loadgen as loadgen
+
+    class OneModelClient:
+        def __init__(self, url, token=None):
+            self.model = "only"
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    seen = {}
+
+    def dying_server(url, model, **kwargs):
+        seen["model"] = model
+        return [{field: 1 for field in loadgen.CSV_FIELDS} | {"errors": 54, "error_codes": {"UNAVAILABLE": 54}}]
+
+    monkeypatch.setattr(client_module, "Client", OneModelClient)
+    monkeypatch.setattr(loadgen, "run_load", dying_server)
+    assert main(["benchmark", "--server", "h:1", "--concurrency", "1", "--duration", "1"]) == 1
+    err = capsys.readouterr().err
+    assert seen["model"] == "only"
+    assert err.startswith("error: 54 request(s) failed (UNAVAILABLE x54)") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, shown, hidden", [
+    (["benchmark", "suite", "--help"], ["sdk benchmark suite CKPT", "--backends BACKEND", "--batch BATCH"],
+     ["--json OUT.json", "--concurrency"]),
+    (["benchmark", "--server", "h:1", "--help"], ["--concurrency", "--model NAME"], ["--backends BACKEND", "--json OUT.json"]),
+    (["benchmark", "--help"], ["--backends BACKEND", "--json OUT.json", "--concurrency"], []),
+])
+def test_help_after_a_mode_shows_that_modes_options(argv, shown, hidden, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    assert all(s in out for s in shown) and not any(h in out for h in hidden), out

@@ -21,7 +21,7 @@ def test_columns_and_per_precision_peak(fake_suite):
     table = suite_table(suite)
     head = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
     assert head == ["backend", "precision", "status", "size MB", "bbox mAP", "ms/img b1", "img/s b8",
-                    "speed-up vs sdk eager", "pre+post % b1", "GFLOP/s", "% of peak"]
+                    "speed-up vs sdk eager", "decode+pre+post % b1", "GFLOP/s", "% of peak"]
     int8 = dict(zip(head, cells(table, "onnxruntime", "int8")))
     # 2 GFLOPs x (1000 / (10 / sqrt 8)) img/s = 565.7 GFLOP/s against the int8 reference, 800
     assert int8["status"] == "ok" and int8["bbox mAP"] == "0.5000" and int8["ms/img b1"] == "10.0"

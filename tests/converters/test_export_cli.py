@@ -102,7 +102,7 @@ def test_tensorrt_backend_without_tensorrt_fails_with_one_line(checkpoint, tmp_p
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--input-size", "320"], "--input-size must look like HxW"),
+        (["--input-size", "320"], "--input-size: expected HxW"),
         (["--max-batch", "0"], "--max-batch must be >= 1"),
         (["--backend", "tensorrt", "--int8"], "int8 needs real images to calibrate on"),
     ],

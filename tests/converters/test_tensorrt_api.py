@@ -19,7 +19,8 @@ import pytest
 from fake_tensorrt import SURFACE_10, fake_cudart, fake_tensorrt
 from tiny_deploy import POSTPROCESS, PREPROCESS, TinyDeploy
 
-from sdk.converters import tensorrt_build, tensorrt_plugins
+from sdk.converters import tensorrt_build
+from sdk.trt_plugins import tensorrt_registration as tensorrt_plugins
 from sdk.errors import BackendUnavailableError, ModelDirError
 from sdk.manifest import load_model_dir
 from sdk.runtime import tensorrt_backend

@@ -63,3 +63,22 @@ def test_sdk_test_rejects_bad_inputs(trained_run, tiny_data, tmp_path, capsys):
     assert main(["test", str(garbage), "--dataset", str(ann)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "garbage.pt" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("images", ["missing_dir", "wrong_dir"])
+def test_sdk_test_with_a_wrong_images_folder_is_one_line(trained_run, tiny_data, tmp_path, capsys, images):
+    ann = tiny_data / "annotations" / "val.json"
+    (tmp_path / "wrong_dir").mkdir()
+    rc = main(["test", str(trained_run / "best.pt"), "--dataset", str(ann), "--images", str(tmp_path / images),
+               "--no-progress", "--workers", "1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: ") and "\n" not in err and images in err
+    assert "Traceback" not in err
+
+
+def test_worker_errors_print_their_last_line():
+    from sdk.errors import InputError, one_line
+
+    wrapped = InputError("Caught InputError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                         "last):\n  File \"x.py\", line 1, in f\nsdk.errors.InputError: image file not found: a.jpg")
+    assert one_line(wrapped) == "image file not found: a.jpg"

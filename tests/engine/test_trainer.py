@@ -135,3 +135,10 @@ def test_resume_from_another_models_checkpoint_fails_clearly(tiny_config, traine
                "--resume", str(trained_run / "latest.pt"), "--cfg-options", "model.name=retinanet_tiny"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "use --load-from" in err and "\n" not in err
+
+
+def test_auto_scale_lr_reports_the_scaled_rate(tiny_config, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="sdk.engine.trainer"):
+        assert main(["train", str(tiny_config), "--work-dir", str(tmp_path / "w"), "--auto-scale-lr", "--no-validate",
+                     "--no-progress", "--cfg-options", "schedule.epochs=1", "schedule.base_batch_size=2"]) == 0
+    assert "--auto-scale-lr: lr 0.001 x total batch 4 / base batch 2 = 0.002" in caplog.text

@@ -143,6 +143,9 @@ def test_sdk_export_aoti_of_a_real_tiny_detector_matches_its_checkpoint(tmp_path
     weights = build_model(name, num_classes=3).state_dict()
     checkpoint = save_checkpoint(tmp_path / "tiny.pt", meta=meta, state_dict=weights)
     model_dir = export_checkpoint(checkpoint, tmp_path / "aoti", ExportOptions(backend="aoti", max_batch=4))
+    from sdk.engine.verify import default_checkpoint
+
+    assert default_checkpoint(model_dir) == checkpoint  # export.json: `sdk verify` needs no --checkpoint
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(120, 200), (160, 90), (50, 50)]]
     exported = Detector(model_dir)(images)
@@ -152,3 +155,30 @@ def test_sdk_export_aoti_of_a_real_tiny_detector_matches_its_checkpoint(tmp_path
         np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
         np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-2)
         np.testing.assert_array_equal(got.labels, want.labels)
+
+
+def test_wiring_aoti_export_packages_export_json(tmp_path, monkeypatch):
+    """Wiring (the compile is replaced): the aoti exporter hands ``export.json``, naming
+    the source checkpoint, to the model_dir writer, as the ONNX-based exporters do."""
+    import json
+
+    from sdk.converters import aoti_export
+    from sdk.converters.export import ExportOptions
+
+    seen = {}
+
+    def fake_model_dir(deploy, out_dir, **kwargs):
+        seen["export.json"] = json.loads(kwargs["extra_files"][0].read_text())
+        return out_dir
+
+    monkeypatch.setattr(aoti_export, "export_aoti_model_dir", fake_model_dir)
+    monkeypatch.setattr("sdk.models.deploy.build_deploy_module", lambda model, **kw: model)
+    checkpoint = tmp_path / "model.pt"
+    aoti_export.export_checkpoint_aoti(torch.nn.Identity(), SimpleMeta(), tmp_path / "out",
+                                       ExportOptions(backend="aoti"), checkpoint)
+    assert seen["export.json"]["source_checkpoint"] == str(checkpoint.resolve())
+
+
+class SimpleMeta:
+    model_name, classes, postprocess = "tiny", ("__background__", "a"), {"score_thr": 0.1, "iou_thr": 0.5, "max_det": 5}
+    preprocess = None

@@ -200,3 +200,59 @@ def test_detector_max_pixels(make_model_dir):
         det(_png_claiming(101, 50))
     with pytest.raises(ConfigError, match="max_pixels"):
         Detector(make_model_dir(), max_pixels=0)
+
+
+def test_infer_recursive_reads_subfolders_and_no_progress_is_quiet(make_model_dir, image_folder, tmp_path, capsys):
+    model = str(make_model_dir())
+    assert main(["infer", model, str(image_folder), "--out-dir", str(tmp_path / "flat"), "--no-draw"]) == 0
+    assert "infer:" in capsys.readouterr().err  # the progress bar
+    rc = main(["infer", model, str(image_folder), "--recursive", "--no-progress", "--no-draw",
+               "--out-dir", str(tmp_path / "deep")])
+    captured = capsys.readouterr()
+    assert rc == 0 and "infer" not in captured.err
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["green.json", "red.json", "red_1.json"]
+
+
+def test_infer_folder_with_only_subfolders_names_recursive(make_model_dir, tmp_path, scene, capsys):
+    (tmp_path / "outer" / "inner").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "outer" / "inner" / "a.jpg"), scene(40, 40, (5, 5, 20, 20)))
+    assert main(["infer", str(make_model_dir()), str(tmp_path / "outer"), "--out-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "--recursive" in err and "\n" not in err
+
+
+def test_infer_json_has_no_float32_noise(make_model_dir, image_folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["infer", str(make_model_dir()), str(image_folder), "--out-dir", str(out), "--no-draw",
+                 "--no-progress"]) == 0
+    text = (out / "red.json").read_text()
+    record = json.loads(text)
+    for value in [v for box in record["boxes"] for v in box]:
+        assert value == round(value, 3), value
+    for value in record["scores"]:
+        assert value == round(value, 5), value
+
+
+def test_sdk_test_on_a_model_dir_without_torch_names_the_extra(make_model_dir, scene, tmp_path):
+    import subprocess
+    import sys
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), scene(40, 60, (5, 5, 30, 30))[:, :, ::-1])
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 60, "height": 40}],
+                               "annotations": [], "categories": [{"id": 1, "name": "red"}]}))
+    argv = ["test", str(make_model_dir()), "--dataset", str(ann), "--images", str(tmp_path), "--no-progress"]
+    # a child process where `import torch` fails as if torch were not installed
+    code = f"import sys; sys.modules['torch'] = None; from sdk.cli.main import main; sys.exit(main({argv!r}))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    err = run.stderr.strip()
+    assert run.returncode == 2 and err.startswith("error: ") and "\n" not in err, err
+    assert "'torch'" in err and "sdk-detect[torch]" in err
+
+
+@pytest.mark.parametrize("source, default", [("webcam", "--show"), ("video", "--no-show")])
+def test_demo_has_one_show_flag_pair(source, default, capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", source, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.count("--show, --no-show") == 1 and f"default: {default})" in out

@@ -38,7 +38,7 @@ def test_token_required_except_liveness_probes(token_server, scenes):
         assert info.value.status == "UNAUTHENTICATED"
     with Client(token_server.url, token=TOKEN) as client:
         assert client.ready()
-        assert int(client.detect(png_bytes(scenes[0]))[0].labels[0]) == 0
+        assert int(client.detect(png_bytes(scenes[0])).labels[0]) == 0
 
 
 def test_token_guards_streaming(token_server, scenes):
@@ -112,7 +112,7 @@ def test_tls(model_dir, certificate, scenes):
     with serve(model_dir, tls_cert=cert, tls_key=key, token=TOKEN, http_port=0) as thread:
         with Client(thread.url, tls=True, root_certificates=cert, token=TOKEN) as client:
             assert client.ready()
-            assert int(client.detect(png_bytes(scenes[2]))[0].labels[0]) == 2
+            assert int(client.detect(png_bytes(scenes[2])).labels[0]) == 2
         # a plaintext client cannot talk to it
         with grpcclient.InferenceServerClient(thread.url) as plain:
             with pytest.raises(InferenceServerException):

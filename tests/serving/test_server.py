@@ -122,7 +122,8 @@ def test_client_single_and_batched_equal_detector(server, detector, scenes):
         assert client.live() and client.ready()
         assert client.model == MODEL_NAME
         assert client.classes == CLASSES
-        assert_same(client.detect(png_bytes(scenes[1])), [detector(scenes[1], channel_order="rgb")])
+        one = client.detect(png_bytes(scenes[1]))  # one image in, one Detections out (as Detector)
+        assert_same([one], [detector(scenes[1], channel_order="rgb")])
         assert_same(client.detect([png_bytes(s) for s in scenes]), detector(scenes, channel_order="rgb"))
         # arrays: BGR by default (the sdk.images convention), mixed sizes -> PNG-encoded
         bgr = [s[:, :, ::-1] for s in scenes]

@@ -24,7 +24,7 @@ import ctypes
 import torch
 from cuda.bindings import driver as cu
 
-from sdk.converters.tensorrt_plugins import nms_launch, roi_align_launch
+from sdk.trt_plugins.tensorrt_registration import nms_launch, roi_align_launch
 from sdk.trt_plugins.batched_nms import batched_nms_reference
 from sdk.trt_plugins.batched_nms.single_launch import compile_aot as nms_aot, top_candidates
 from sdk.trt_plugins.multilevel_roi_align import multilevel_roi_align_reference

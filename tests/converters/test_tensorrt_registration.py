@@ -1,4 +1,4 @@
-"""``sdk.converters.tensorrt_plugins`` without TensorRT: the ``sdk::`` nodes of a real
+"""``sdk.trt_plugins.tensorrt_registration`` without TensorRT: the ``sdk::`` nodes of a real
 TensorRT-flavor export, and the plugin output descriptors checked against the graph
 and against ONNX Runtime running that graph (``sdk.trt_plugins.ort_ops``)."""
 
@@ -16,7 +16,7 @@ import torch
 from tiny_deploy import POSTPROCESS, PREPROCESS, TinyDeploy, random_images
 
 from sdk.converters.onnx_export import export_onnx
-from sdk.converters.tensorrt_plugins import (
+from sdk.trt_plugins.tensorrt_registration import (
     NMS_PLUGIN,
     ROI_ALIGN_PLUGIN,
     Launch,
@@ -154,7 +154,7 @@ def _fake_tensorrt(registry: dict) -> tuple[types.ModuleType, types.ModuleType]:
 
 
 def test_plugin_registration_wires_descriptors_autotune_and_aot_kernels(monkeypatch):
-    from sdk.converters import tensorrt_plugins
+    from sdk.trt_plugins import tensorrt_registration as tensorrt_plugins
     from sdk.trt_plugins._triton_aot import AotKernel
     from sdk.trt_plugins.batched_nms import single_launch
     from sdk.trt_plugins.multilevel_roi_align import triton_kernel
