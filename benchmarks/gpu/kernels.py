@@ -147,8 +147,8 @@ def kernel_records(device: str, sizes: KernelSizes) -> Iterator[dict[str, Any]]:
             boxes, scores = nms_inputs(batch, n, sizes.nms_classes, device)
             with torch.inference_mode():
                 agree = nms_agreement(sdk_nms(boxes, scores), torchvision_nms(boxes, scores))
-                sdk_ms = median_ms(lambda: sdk_nms(boxes, scores), device, sizes.warmup, sizes.iters)
-                tv_ms = median_ms(lambda: torchvision_nms(boxes, scores), device, sizes.warmup, sizes.iters)
+                sdk_ms = median_ms(lambda b=boxes, s=scores: sdk_nms(b, s), device, sizes.warmup, sizes.iters)
+                tv_ms = median_ms(lambda b=boxes, s=scores: torchvision_nms(b, s), device, sizes.warmup, sizes.iters)
             yield {"op": "batched_nms", "device": device, "batch": batch, "dtype": "float32",
                    "size": f"{n} candidates x {sizes.nms_classes} classes", "sdk_ms": sdk_ms, "torchvision_ms": tv_ms,
                    "speedup": tv_ms / sdk_ms, "agreement": f"{agree:.1%} of torchvision's kept boxes"}
@@ -158,8 +158,8 @@ def kernel_records(device: str, sizes: KernelSizes) -> Iterator[dict[str, Any]]:
             with torch.inference_mode():
                 diff = (sdk_roi_align(rois, features).flatten(0, 1).float()
                         - torchvision_roi_align(rois, features, sizes.image_hw).float()).abs().max().item()
-                sdk_ms = median_ms(lambda: sdk_roi_align(rois, features), device, sizes.warmup, sizes.iters)
-                tv_ms = median_ms(lambda: torchvision_roi_align(rois, features, sizes.image_hw), device,
+                sdk_ms = median_ms(lambda r=rois, f=features: sdk_roi_align(r, f), device, sizes.warmup, sizes.iters)
+                tv_ms = median_ms(lambda r=rois, f=features: torchvision_roi_align(r, f, sizes.image_hw), device,
                                   sizes.warmup, sizes.iters)
             yield {"op": "multilevel_roi_align", "device": device, "batch": batch, "dtype": str(dtype).split(".")[-1],
                    "size": f"{sizes.rois} RoIs, P2-P5 x {sizes.channels} ch, {sizes.image_hw[0]}x{sizes.image_hw[1]}, "

@@ -134,7 +134,7 @@ def analyze_errors(gt: "str | Path | COCO", results: "list[dict[str, Any]] | str
     precision[:3] = base
     for k, cat_id in enumerate(tqdm(cat_ids, desc="errors", unit="class", disable=not progress, leave=False)):
         superc = cats[cat_id].get("supercategory")
-        same_super = _relabelled(gt, cat_id, lambda c: superc is not None and cats[c].get("supercategory") == superc)
+        same_super = _relabelled(gt, cat_id, lambda c, superc=superc: superc is not None and cats[c].get("supercategory") == superc)
         precision[3, :, k] = _precision(same_super, dt, [0.1], [cat_id])[0, :, 0]
         any_class = _relabelled(gt, cat_id, lambda c: True)
         precision[4, :, k] = _precision(any_class, dt, [0.1], [cat_id])[0, :, 0]

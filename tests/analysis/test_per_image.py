@@ -8,7 +8,6 @@ import io
 import json
 
 import cv2
-import numpy as np
 import pytest
 from conftest import write_coco, result
 from pycocotools.coco import COCO
