@@ -24,7 +24,8 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
     return path
 
 
-def _num(value: Any, digits: int = 2) -> str:
+def format_number(value: Any, digits: int = 2) -> str:
+    """A table cell: ``-`` for None, floats to ``digits`` decimals, anything else as str."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -44,10 +45,10 @@ def stage_table(result: Mapping[str, Any]) -> str:
             continue
         e2e = b["end_to_end_ms"]
         rows.append([
-            str(b["batch_size"]), str(b["iterations"]), *(_num(b["stages_ms"][s]["mean"]) for s in STAGES),
-            _num(e2e["mean"]), _num(e2e["p50"]), _num(e2e["p90"]), _num(e2e["p99"]), _num(b["ms_per_image"]),
-            _num(b["images_per_s"]), _num(100 * b["pre_post_share"], 1), _num(b["peak_rss_mb"], 0),
-            _num(b["peak_gpu_allocated_mb"], 0),
+            str(b["batch_size"]), str(b["iterations"]), *(format_number(b["stages_ms"][s]["mean"]) for s in STAGES),
+            format_number(e2e["mean"]), format_number(e2e["p50"]), format_number(e2e["p90"]), format_number(e2e["p99"]), format_number(b["ms_per_image"]),
+            format_number(b["images_per_s"]), format_number(100 * b["pre_post_share"], 1), format_number(b["peak_rss_mb"], 0),
+            format_number(b["peak_gpu_allocated_mb"], 0),
         ])
     return markdown_table(head, rows)
 
@@ -85,13 +86,13 @@ def load_text(env: Mapping[str, Any]) -> str:
     load = env.get("load")
     logical = env.get("cpu_cores_logical") or env.get("cpu_cores")
     if load:
-        text = (f"1-min load average {_num((load.get('before') or [None])[0])} before, max "
-                f"{_num(load.get('max_1m'))} during, {_num((load.get('after') or [None])[0])} after "
+        text = (f"1-min load average {format_number((load.get('before') or [None])[0])} before, max "
+                f"{format_number(load.get('max_1m'))} during, {format_number((load.get('after') or [None])[0])} after "
                 f"({load.get('samples')} samples)")
         busy = bool(load.get("busy"))  # LoadMonitor's verdict: the run's own threads allowed for
     else:
         peak = env.get("load_average_1m")
-        text = f"1-min load average {_num(peak)} at the end"
+        text = f"1-min load average {format_number(peak)} at the end"
         busy = peak is not None and bool(logical) and peak > logical
     if busy:
         text += (f" — busy machine: above the {logical} logical cores, other processes competed for the CPU, "
@@ -109,8 +110,8 @@ def result_markdown(result: Mapping[str, Any], *, command: str | None = None) ->
     parts += [
         f"- model: `{m.get('path')}` ({m.get('kind')}, {m.get('model_name')}), backend **{m.get('backend')}** "
         f"({m.get('precision')}) on {result['device']}, input {_hw(m.get('input_hw'))}",
-        f"- size {_num(m.get('size_mb'), 1)} MB, {_num(params / 1e6 if params else None)} M parameters, "
-        f"{_num(m.get('gflops'))} GFLOPs per image ({m.get('gflops_source') or 'not counted'})",
+        f"- size {format_number(m.get('size_mb'), 1)} MB, {format_number(params / 1e6 if params else None)} M parameters, "
+        f"{format_number(m.get('gflops'))} GFLOPs per image ({m.get('gflops_source') or 'not counted'})",
         f"- images: {s.get('images')}; warm-up {s['warmup']} iterations (excluded), "
         + (f"{s['iters']} timed iterations" if s.get("iters") else f"{s['duration_s']} s timed"),
         "- latencies are per batch in ms; stage columns are means; ms/img = e2e mean / batch",

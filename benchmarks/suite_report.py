@@ -80,7 +80,7 @@ def has_accuracy(suite: dict[str, Any]) -> bool:
 
 def suite_table(suite: dict[str, Any]) -> str:
     """The markdown summary table (columns in the module docstring)."""
-    from sdk.benchmarks.report import _num, markdown_table
+    from sdk.benchmarks.report import format_number, markdown_table
 
     big = max(suite["batch_sizes"])
     with_map, with_big = has_accuracy(suite), big > 1
@@ -94,11 +94,11 @@ def suite_table(suite: dict[str, Any]) -> str:
             continue
         frac = r["fraction_of_peak"]
         lines.append([
-            r["backend"], r["precision"], "ok", _num(r["size_mb"], 1), *([_num(r["bbox_mAP"], 4)] if with_map else []),
-            _num(r["ms_per_img_b1"], 1), *([_num(r["img_per_s_big"])] if with_big else []),
+            r["backend"], r["precision"], "ok", format_number(r["size_mb"], 1), *([format_number(r["bbox_mAP"], 4)] if with_map else []),
+            format_number(r["ms_per_img_b1"], 1), *([format_number(r["img_per_s_big"])] if with_big else []),
             f"{r['speedup']:.2f}x" if r["speedup"] else "-",
-            _num(100 * r["pre_post_share_b1"], 1) if r["pre_post_share_b1"] is not None else "-",
-            _num(r["gflops_per_s"], 1), _num(100 * frac, 1) if frac is not None else "-",
+            format_number(100 * r["pre_post_share_b1"], 1) if r["pre_post_share_b1"] is not None else "-",
+            format_number(r["gflops_per_s"], 1), format_number(100 * frac, 1) if frac is not None else "-",
         ])
     return markdown_table(head, lines)
 

@@ -322,6 +322,9 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
         top.fail("outputs", f"lacks the detection contract outputs {missing}")
     post = _Fields(top.get("postprocess", dict), "postprocess", source)
     values = {key: post.get(key, int if key == "max_det" else (int, float)) for key in Postprocess.KEYS}
+    for key in ("score_thr", "iou_thr"):  # named field by field, before the record's own check
+        if not 0.0 <= float(values[key]) <= 1.0:  # also refuses NaN
+            post.fail(key, f"must be in [0, 1], got {values[key]}")
     try:
         postprocess = Postprocess(**values).to_dict()
     except ConfigError as exc:

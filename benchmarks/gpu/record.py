@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sdk.benchmarks.report import format_number as _fmt
+
 SCHEMA = "sdk.benchmark.gpu_check/1"
 SECTIONS = ("environment", "gpu_tests", "kernels", "end_to_end", "skipped")
 
@@ -45,14 +47,6 @@ class ResultLog:
         self.data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.paths["json"].write_text(json.dumps(self.data, indent=2, default=str) + "\n")
         self.paths["md"].write_text(markdown(self.data))
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def markdown(data: dict[str, Any]) -> str:

@@ -252,6 +252,6 @@ def test_server_still_serves_after_bad_requests(server, triton, scenes):
             client.detect(b"garbage")
         assert info.value.status == "INVALID_ARGUMENT"
     with Client(server.url) as client:
-        assert int(client.detect(png_bytes(scenes[2]))[0].labels[0]) == 2
+        assert int(client.detect(png_bytes(scenes[2])).labels[0]) == 2
     stats = triton.get_inference_statistics(MODEL_NAME)["model_stats"][0]
     assert stats["inference_stats"]["fail"]["count"] >= 20

@@ -85,7 +85,7 @@ def test_http_token_required_except_probes_and_page(token_server, scenes):
             client.detect(png_bytes(scenes[0]))
         assert info.value.status == "UNAUTHENTICATED"
     with Client(base, token=TOKEN) as client:
-        assert client.ready() and int(client.detect(png_bytes(scenes[1]))[0].labels[0]) == 1
+        assert client.ready() and int(client.detect(png_bytes(scenes[1])).labels[0]) == 1
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_tls(model_dir, certificate, scenes):
         assert thread.http_url.startswith("https://")
         with Client(thread.http_url, root_certificates=cert, token=TOKEN) as client:
             assert client.ready()
-            assert int(client.detect(png_bytes(scenes[1]))[0].labels[0]) == 1
+            assert int(client.detect(png_bytes(scenes[1])).labels[0]) == 1
         reply = requests.put(f"{thread.http_url}/predictions/{MODEL_NAME}", data=png_bytes(scenes[2]),
                              headers={"Authorization": f"Bearer {TOKEN}"}, verify=str(cert), timeout=30)
         assert reply.json()[0]["class_name"] == "blue"
