@@ -5,7 +5,7 @@
 Built on ``onnxruntime.quantization`` (``quant_pre_process``, then ``quantize_static``
 in QDQ format) rather than NNCF: it is already the runtime dependency, it stays
 torch-free, and its QDQ output is the one graph ONNX Runtime's CPU provider runs with
-its VNNI/AMX int8 kernels, OpenVINO executes in int8, and TensorRT takes as explicit
+its VNNI int8 kernels, OpenVINO executes in int8 (AMX where the CPU has it), and TensorRT takes as explicit
 quantization. Weights are int8, symmetric, per output channel; biases stay float;
 activation ranges come from MinMax calibration on real images. Activations come in
 two schemes (``ACTIVATION_SCHEMES``), chosen by the backend the graph is for:
