@@ -13,6 +13,7 @@ from sdk.models.registry import FAMILIES, ModelSpec, build_model, get_model_spec
 # Importing the family modules registers their builders.
 from sdk.models.faster_rcnn import FasterRCNN
 from sdk.models.fcos import FCOS
+from sdk.models.mask_rcnn import MaskRCNN
 from sdk.models.retinanet import RetinaNet
 from sdk.models.ssdlite import SSD
 
@@ -21,6 +22,7 @@ __all__ = [
     "FCOS",
     "SSD",
     "FasterRCNN",
+    "MaskRCNN",
     "ModelSpec",
     "RetinaNet",
     "build_model",

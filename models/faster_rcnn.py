@@ -75,9 +75,15 @@ def _faster_rcnn(
     box_nms_thresh: float,
     box_detections_per_img: int,
     box_batch_size_per_image: int,
+    mask_modules: dict[str, nn.Module] | None = None,
+    model_type: type[FasterRCNN] | None = None,
 ) -> FasterRCNN:
     """Wire torchvision's RPN and RoI heads with torchvision's ``FasterRCNN`` defaults
-    for everything not passed (IoU thresholds, sampling fractions, box-coder weights)."""
+    for everything not passed (IoU thresholds, sampling fractions, box-coder weights).
+
+    ``mask_modules`` (``mask_roi_pool``, ``mask_head``, ``mask_predictor``) add
+    torchvision's mask branch to the RoI heads; ``model_type`` is the class built
+    (``FasterRCNN`` by default, ``sdk.models.MaskRCNN`` for the mask family)."""
     channels = backbone.out_channels
     rpn = RegionProposalNetwork(
         anchor_generator,
@@ -104,8 +110,9 @@ def _faster_rcnn(
         score_thresh=box_score_thresh,
         nms_thresh=box_nms_thresh,
         detections_per_img=box_detections_per_img,
+        **(mask_modules or {}),
     )
-    return FasterRCNN(backbone=backbone, rpn=rpn, roi_heads=roi_heads)
+    return (model_type or FasterRCNN)(backbone=backbone, rpn=rpn, roi_heads=roi_heads)
 
 
 _PRETRAINED = {"frozen_batchnorm": True, "trainable_backbone_layers": 3}

@@ -35,7 +35,8 @@ def as_image_list(images: Tensor) -> ImageList:
 
 def check_targets(targets: list[dict[str, Tensor]] | None, batch_size: int) -> list[dict[str, Tensor]]:
     """Validate training targets: one dict per image with ``boxes`` float [M, 4] xyxy
-    (network-input pixels, x2 > x1, y2 > y1) and ``labels`` int64 [M]."""
+    (network-input pixels, x2 > x1, y2 > y1), ``labels`` int64 [M] and, for Mask R-CNN,
+    ``masks`` uint8 [M, H, W] (one binary mask per box, network-input pixels)."""
     if targets is None:
         raise InputError("training mode needs targets: model(images, targets)")
     if len(targets) != batch_size:
@@ -46,6 +47,10 @@ def check_targets(targets: list[dict[str, Tensor]] | None, batch_size: int) -> l
             raise InputError(f"targets[{index}]['boxes'] must be a float tensor [M, 4]")
         if not isinstance(labels, Tensor) or labels.dtype != torch.int64 or labels.shape != boxes.shape[:1]:
             raise InputError(f"targets[{index}]['labels'] must be an int64 tensor [M] matching boxes")
+        masks = target.get("masks")
+        if masks is not None and (not isinstance(masks, Tensor) or masks.dim() != 3 or masks.shape[0] != boxes.shape[0]):
+            shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
+            raise InputError(f"targets[{index}]['masks'] must be a tensor [M, H, W] matching boxes, got {shape}")
         degenerate = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
         if degenerate.any():
             bad = boxes[degenerate][0].tolist()

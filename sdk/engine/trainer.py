@@ -327,7 +327,8 @@ class Trainer:
         """One optimizer step on a uint8 [B, 3, H, W] batch; returns the loss terms."""
         images = images.to(self.device, non_blocking=True)
         images = (images.float() - self.mean) / self.std  # Preprocess.normalize arithmetic
-        targets = [{"boxes": t["boxes"].to(self.device), "labels": t["labels"].to(self.device)} for t in targets]
+        # masks (Mask R-CNN) travel when the dataset has them; other models ignore them
+        targets = [{k: t[k].to(self.device) for k in ("boxes", "labels", "masks") if k in t} for t in targets]
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             loss_dict = self.ddp_model(images, targets)
         loss = sum(loss_dict.values())

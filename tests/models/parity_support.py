@@ -102,6 +102,17 @@ def assert_same_detections(ours: list[dict], theirs: list[dict], *, min_dets: in
         torch.testing.assert_close(mine["boxes"], ref["boxes"], rtol=1e-5, atol=1e-3)
 
 
+def assert_same_masks(ours: list[dict], theirs: list[dict]) -> None:
+    """Equal ``masks`` [N, 1, M, M] per image: the box-relative mask probabilities of
+    torchvision's ``RoIHeads`` (``run_torchvision``'s pass-through transform is left in
+    training mode, so torchvision skips ``paste_masks_in_image``; pasting is tested on
+    its own in tests/test_masks.py)."""
+    for mine, ref in zip(ours, theirs):
+        assert ref["masks"].dim() == 4 and ref["masks"].shape[1] == 1, "torchvision pasted its masks"
+        assert float(ref["masks"].std()) > 0.05, "reference masks are near constant"
+        torch.testing.assert_close(mine["masks"], ref["masks"], rtol=1e-4, atol=1e-5)
+
+
 def build_ours_from(reference: nn.Module, name: str, *, num_classes: int, **overrides) -> nn.Module:
     """Our model ``name`` with the reference's weights loaded strictly."""
     model = sdk.models.build_model(name, num_classes=num_classes, **overrides)

@@ -15,6 +15,8 @@ EXPECTED = {
     "fcos_resnet50_fpn": "fcos",
     "fasterrcnn_resnet50_fpn": "faster_rcnn",
     "fasterrcnn_mobilenet_v3_large_fpn": "faster_rcnn",
+    "maskrcnn_resnet50_fpn": "mask_rcnn",
+    "maskrcnn_tiny": "mask_rcnn",
     "ssdlite320_mobilenet_v3_large": "ssdlite",
     "retinanet_tiny": "retinanet",
     "fcos_tiny": "fcos",

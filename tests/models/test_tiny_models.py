@@ -10,10 +10,10 @@ import sdk.models
 from sdk.checkpoint import CheckpointMeta, build_model_from_checkpoint, load_checkpoint, save_checkpoint
 from sdk.errors import InputError
 
-TINY = ["retinanet_tiny", "fcos_tiny", "fasterrcnn_tiny", "ssdlite_tiny"]
+TINY = ["retinanet_tiny", "fcos_tiny", "fasterrcnn_tiny", "maskrcnn_tiny", "ssdlite_tiny"]
 NUM_CLASSES = 4
 # Score thresholds at 0 so untrained models return detections to check.
-NO_SCORE_THRESHOLD = {"faster_rcnn": {"box_score_thresh": 0.0}}
+NO_SCORE_THRESHOLD = {"faster_rcnn": {"box_score_thresh": 0.0}, "mask_rcnn": {"box_score_thresh": 0.0}}
 
 
 def _no_threshold(name: str) -> dict:
@@ -22,9 +22,15 @@ def _no_threshold(name: str) -> dict:
 
 
 def _targets() -> list[dict[str, torch.Tensor]]:
+    """Two 128x160 images' targets (with masks, which only Mask R-CNN reads)."""
+    masks = torch.zeros(2, 128, 160, dtype=torch.uint8)
+    masks[0, 30:90, 20:70] = 1
+    masks[1, 45:85, 100:140] = 1
     return [
-        {"boxes": torch.tensor([[12.0, 20.0, 80.0, 100.0], [90.0, 40.0, 150.0, 90.0]]), "labels": torch.tensor([1, 3])},
-        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},  # an image without objects
+        {"boxes": torch.tensor([[12.0, 20.0, 80.0, 100.0], [90.0, 40.0, 150.0, 90.0]]), "labels": torch.tensor([1, 3]),
+         "masks": masks},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),  # an image without objects
+         "masks": torch.zeros(0, 128, 160, dtype=torch.uint8)},
     ]
 
 
@@ -56,6 +62,9 @@ def test_eval_output_contract(name):
         assert boxes[:, 0::2].min() >= 0 and boxes[:, 0::2].max() <= width
         assert boxes[:, 1::2].min() >= 0 and boxes[:, 1::2].max() <= height
         assert labels.min() >= 0 and labels.max() < NUM_CLASSES
+        if "masks" in det:  # Mask R-CNN: box-relative probabilities of the detection's class
+            assert det["masks"].shape == (boxes.shape[0], 1, 28, 28) and det["masks"].dtype == torch.float32
+            assert 0 <= det["masks"].min() and det["masks"].max() <= 1
 
 
 @pytest.mark.parametrize("name", TINY)

@@ -11,7 +11,7 @@ import copy
 
 import pytest
 import torch
-from parity_support import assert_same_detections, randomize_, run_torchvision, torchvision_reference
+from parity_support import assert_same_detections, assert_same_masks, randomize_, run_torchvision, torchvision_reference
 
 import sdk.models
 
@@ -24,6 +24,7 @@ TORCHVISION_NAMED = {
     "fcos_resnet50_fpn": {},
     "fasterrcnn_resnet50_fpn": _FEWER_ROIS,
     "fasterrcnn_mobilenet_v3_large_fpn": _FEWER_ROIS,
+    "maskrcnn_resnet50_fpn": _FEWER_ROIS,
     "ssdlite320_mobilenet_v3_large": {},
 }
 # (batch, height, width): two batches of different sizes, neither the calibration one.
@@ -61,6 +62,8 @@ def test_eval_detections_match_torchvision(pair, shape):
         expected = run_torchvision(reference, images)
         actual = ours(images)
     assert_same_detections(actual, expected, min_dets=20)
+    if "masks" in expected[0]:
+        assert_same_masks(actual, expected)
 
 
 @pytest.mark.parametrize("pair", ["ssdlite320_mobilenet_v3_large"], indirect=True)
@@ -88,6 +91,12 @@ def test_training_losses_match_torchvision(pair):
         },
         {"boxes": torch.tensor([[40.0, 40.0, 80.0, 70.0]]), "labels": torch.tensor([4])},
     ]
+    for target in targets:  # instance masks (Mask R-CNN's mask loss; the others ignore them)
+        masks = torch.zeros((len(target["boxes"]), *images.shape[-2:]), dtype=torch.uint8)
+        for mask, (x1, y1, x2, y2) in zip(masks, target["boxes"].int().tolist()):
+            mask[y1 + 5 : y2 - 3, x1 + 2 : (x1 + x2) // 2] = 1  # an L inside the box, not the box
+            mask[(y1 + y2) // 2 : y2 - 3, x1 + 2 : x2 - 4] = 1
+        target["masks"] = masks
     reference.train()
     ours.train()
     torch.manual_seed(5)
