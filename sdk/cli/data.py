@@ -39,6 +39,9 @@ def register(subparsers: Any) -> None:
     synth.add_argument("--clutter", type=float, default=0.5, metavar="X",
                        help="background clutter from 0 (plain gradients) to 1 (busy texture, distractors, noise); default 0.5")
     synth.add_argument("--empty-fraction", type=float, default=0.05, metavar="F", help="share of images with no objects (default 0.05)")
+    synth.add_argument("--segmentation", choices=("rle", "polygon", "none"), default="rle",
+                       help="instance masks per annotation: rle (exact visible pixels, default), polygon (outer "
+                            "contours) or none (boxes only)")
     synth.set_defaults(func=_synth)
 
     to_coco = actions.add_parser(
@@ -93,6 +96,7 @@ def _synth(args: argparse.Namespace) -> int:
         object_size=tuple(args.object_size),
         clutter=args.clutter,
         empty_fraction=args.empty_fraction,
+        segmentation=None if args.segmentation == "none" else args.segmentation,
     )
     print(f"train: {paths.train_json}\nval:   {paths.val_json}\nimages: {paths.images_dir}")
     return 0

@@ -14,7 +14,9 @@ Targets follow torchvision's detection references:
   pycocotools on the annotation file, treats them as "ignore" regions);
 - boxes are converted from COCO's (x, y, w, h) to xyxy, clipped to the image, and
   boxes with no area left are dropped; one log line says how many of each;
-- images without (usable) objects are kept unless ``filter_empty=True`` (training).
+- images without (usable) objects are kept unless ``filter_empty=True`` (training);
+- with ``masks=True`` (Mask R-CNN) each kept annotation's ``segmentation`` (polygons,
+  uncompressed or compressed RLE) is decoded by pycocotools into ``target["masks"]``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from sdk.data.segmentation import check_segmentation, decode_segmentation
 from sdk.errors import DatasetError, InputError
 from sdk.images import load_image
 
@@ -52,7 +55,8 @@ class CocoDetection:
     ``dataset[i]`` is ``(image, target)`` (or ``transforms(image, target)`` when given):
     ``image`` (H, W, 3) uint8 RGB numpy; ``target`` a dict of ``boxes`` float32 [M, 4]
     xyxy in original-image pixels, ``labels`` int64 [M] indexing ``classes``,
-    ``image_id`` int and ``orig_size`` (H, W).
+    ``image_id`` int and ``orig_size`` (H, W); with ``masks=True`` also ``masks`` uint8
+    [M, H, W] (1 inside the object, original-image pixels).
 
     Args:
         ann_file: COCO instances JSON.
@@ -61,6 +65,8 @@ class CocoDetection:
             category name must be in it. Default ``["__background__", *names by id]``.
         filter_empty: leave out images with no usable (non-crowd, non-degenerate) box.
         transforms: ``callable(image, target)`` applied to each sample.
+        masks: decode every kept annotation's ``segmentation`` into ``target["masks"]``
+            (``DatasetError`` naming the first annotation without a valid one).
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class CocoDetection:
         classes: Sequence[str] | None = None,
         filter_empty: bool = False,
         transforms: Callable[[np.ndarray, dict[str, Any]], Any] | None = None,
+        masks: bool = False,
     ) -> None:
         self.ann_file = Path(ann_file)
         self.images_dir = Path(images_dir)
@@ -89,7 +96,8 @@ class CocoDetection:
             )
         label_of = {cat_id: self.classes.index(name) for cat_id, name in self.categories.items()}
         self.label_to_category_id = {label: cat_id for cat_id, label in label_of.items()}
-        self._boxes, self._labels = _parse_annotations(data, self.ann_file, images, label_of)
+        self.masks = bool(masks)
+        self._boxes, self._labels, self._segs = _parse_annotations(data, self.ann_file, images, label_of, self.masks)
         entries = sorted(images.values(), key=lambda e: e.id)
         if filter_empty:
             entries = [e for e in entries if len(self._boxes.get(e.id, ())) > 0]
@@ -139,12 +147,18 @@ class CocoDetection:
     def target(self, index: int) -> dict[str, Any]:
         """The annotations of image ``index`` (see the class docstring), without the image."""
         entry = self._entries[index]
-        return {
+        target = {
             "boxes": self._boxes.get(entry.id, np.zeros((0, 4), np.float32)).copy(),
             "labels": self._labels.get(entry.id, np.zeros(0, np.int64)).copy(),
             "image_id": entry.id,
             "orig_size": (entry.height, entry.width),
         }
+        if self.masks:
+            segs = self._segs.get(entry.id, [])
+            target["masks"] = np.zeros((len(segs), entry.height, entry.width), np.uint8)
+            for i, seg in enumerate(segs):
+                target["masks"][i] = decode_segmentation(seg, entry.height, entry.width)
+        return target
 
     def __getitem__(self, index: int) -> Any:
         image, target = self.load_image(index), self.target(index)
@@ -210,11 +224,13 @@ def _parse_categories(data: dict[str, Any], path: Path) -> dict[int, str]:
 
 
 def _parse_annotations(
-    data: dict[str, Any], path: Path, images: dict[int, ImageEntry], label_of: dict[int, int]
-) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """Per image id: xyxy float32 boxes clipped to the image, and their int64 labels."""
+    data: dict[str, Any], path: Path, images: dict[int, ImageEntry], label_of: dict[int, int], masks: bool = False
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, list[Any]]]:
+    """Per image id: xyxy float32 boxes clipped to the image, their int64 labels and
+    (``masks``) their checked ``segmentation`` fields."""
     boxes: dict[int, list[list[float]]] = {}
     labels: dict[int, list[int]] = {}
+    segs: dict[int, list[Any]] = {}
     crowd = clipped = dropped = 0
     for i, ann in enumerate(data.get("annotations", [])):
         where = f"{path}: annotations[{i}]"
@@ -237,6 +253,12 @@ def _parse_annotations(
             dropped += 1
             continue
         clipped += box != [x, y, x + w, y + h]
+        if masks:
+            if "segmentation" not in ann:
+                raise DatasetError(f"{where} has no 'segmentation': a mask model needs one per annotation "
+                                   "(polygons or RLE)")
+            check_segmentation(ann["segmentation"], where)
+            segs.setdefault(image_id, []).append(ann["segmentation"])
         boxes.setdefault(image_id, []).append(box)
         labels.setdefault(image_id, []).append(label_of[cat_id])
     if clipped or dropped:
@@ -246,4 +268,5 @@ def _parse_annotations(
     return (
         {k: np.asarray(v, np.float32).reshape(-1, 4) for k, v in boxes.items()},
         {k: np.asarray(v, np.int64) for k, v in labels.items()},
+        segs,
     )

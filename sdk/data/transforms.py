@@ -7,7 +7,10 @@ and return a *sample* ``(image, target, record)``:
 - ``image``: uint8 torch tensor [3, h_in, w_in], the network input before
   normalization;
 - ``target``: ``boxes`` float32 [M, 4] xyxy in network-input pixels, ``labels`` int64
-  [M], ``image_id`` and ``orig_size`` (H, W) of the image as loaded;
+  [M], ``image_id`` and ``orig_size`` (H, W) of the image as loaded; when the dataset
+  gives ``masks`` (uint8 [M, H, W], ``CocoDetection(masks=True)``) they go through the
+  same flips, jitter and placement (nearest-neighbour resize, zero padding) and come
+  out uint8 [M, h_in, w_in];
 - ``record``: the ``sdk.preprocess.ImageRecord`` of the placement.
 
 The last step of both is ``sdk.preprocess.preprocess_image`` (the very function every
@@ -28,6 +31,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 import torch
 from torchvision import tv_tensors
@@ -101,17 +105,39 @@ class DetectionTransform:
     def __call__(self, image: np.ndarray, target: dict[str, Any]) -> Sample:
         boxes = np.asarray(target["boxes"], np.float32).reshape(-1, 4)
         labels = torch.as_tensor(np.asarray(target["labels"]), dtype=torch.int64)
+        masks = np.asarray(target["masks"], np.uint8) if "masks" in target else None
         if self.augment is not None:
             tv_image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
             tv_boxes = tv_tensors.BoundingBoxes(torch.from_numpy(boxes), format="XYXY", canvas_size=image.shape[:2])
-            tv_image, aug = self.augment(tv_image, {"boxes": tv_boxes, "labels": labels})
+            inputs = {"boxes": tv_boxes, "labels": labels}
+            if masks is not None:  # a tv_tensors.Mask [M, H, W] moves and is sanitized with its box
+                inputs["masks"] = tv_tensors.Mask(torch.from_numpy(masks))
+            tv_image, aug = self.augment(tv_image, inputs)
             image = np.ascontiguousarray(tv_image.permute(1, 2, 0).numpy())
             boxes, labels = aug["boxes"].as_subclass(torch.Tensor).numpy(), aug["labels"]
+            if masks is not None:
+                masks = aug["masks"].as_subclass(torch.Tensor).numpy()
         placed, record = preprocess_image(image, self.preprocess)
-        out = {k: v for k, v in target.items() if k not in ("boxes", "labels")}
+        out = {k: v for k, v in target.items() if k not in ("boxes", "labels", "masks")}
         out["boxes"] = torch.from_numpy(record.boxes_to_input(boxes).reshape(-1, 4))
         out["labels"] = labels
+        if masks is not None:
+            out["masks"] = torch.from_numpy(place_masks(masks, record))
         return torch.from_numpy(placed).permute(2, 0, 1).contiguous(), out, record
+
+
+def place_masks(masks: np.ndarray, record: ImageRecord) -> np.ndarray:
+    """uint8 [M, H, W] masks of an image -> uint8 [M, h_in, w_in] network-input masks,
+    placed as ``preprocess_image`` placed the image (resize by ``record.scale``, nearest
+    neighbour so they stay binary; offset by ``record.pad``; zeros elsewhere)."""
+    height, width = masks.shape[-2:]
+    new_h, new_w = int(round(height * record.scale[0])), int(round(width * record.scale[1]))
+    top, left = record.pad
+    out = np.zeros((masks.shape[0], *record.input_hw), np.uint8)
+    for i, mask in enumerate(masks):
+        resized = mask if (new_h, new_w) == (height, width) else cv2.resize(mask, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
+        out[i, top : top + new_h, left : left + new_w] = resized
+    return out
 
 
 def build_train_transforms(
@@ -150,7 +176,8 @@ def collate_detection(batch: Sequence[Sample], *, pad_value: int = 114) -> tuple
     ``sdk.preprocess.preprocess_batch`` does (pass the ``Preprocess.pad_value`` through
     ``functools.partial`` if it is not the default 114), and their records' ``input_hw``
     updated. ``targets``: per image ``boxes`` float32 [M, 4] xyxy network-input pixels,
-    ``labels`` int64 [M], ``image_id`` (and ``orig_size``). Not normalized.
+    ``labels`` int64 [M], ``image_id`` (and ``orig_size``), ``masks`` uint8 [M, H, W]
+    padded with zeros as the images are, when the samples have them. Not normalized.
     """
     if len(batch) == 0:
         raise ValueError("collate_detection needs at least one sample")
@@ -167,7 +194,18 @@ def collate_detection(batch: Sequence[Sample], *, pad_value: int = 114) -> tuple
         stacked = torch.full((len(images), 3, height, width), pad_value, dtype=torch.uint8)
         for i, im in enumerate(images):
             stacked[i, :, : im.shape[1], : im.shape[2]] = im
+        targets = tuple(_pad_masks(t, height, width) for t in targets)
     records = [
         r if r.input_hw == (height, width) else ImageRecord(r.orig_hw, (height, width), r.scale, r.pad) for r in records
     ]
     return stacked, list(targets), records
+
+
+def _pad_masks(target: dict[str, Any], height: int, width: int) -> dict[str, Any]:
+    """``target`` with its ``masks`` (if any) zero-padded bottom-right to (height, width)."""
+    masks = target.get("masks")
+    if masks is None or masks.shape[-2:] == (height, width):
+        return target
+    padded = torch.zeros((masks.shape[0], height, width), dtype=masks.dtype)
+    padded[:, : masks.shape[1], : masks.shape[2]] = masks
+    return {**target, "masks": padded}

@@ -160,8 +160,12 @@ class Trainer:
         train_tf = build_train_transforms(
             self.preprocess, hflip=data.hflip, scale_jitter=data.scale_jitter, photometric=data.photometric
         )
+        from sdk.models import get_model_spec
+
+        # a mask model trains on the annotations' segmentation; others never decode it
+        masks = get_model_spec(self.cfg.model.name).family == "mask_rcnn"
         train = CocoDetection(data.train_ann, data.train_images, classes=classes,
-                              filter_empty=data.filter_empty, transforms=train_tf)
+                              filter_empty=data.filter_empty, transforms=train_tf, masks=masks)
         if len(train) == 0:
             raise SDKError(f"the training set {data.train_ann} has no images (after filter_empty={data.filter_empty})")
         val = CocoDetection(data.val_ann, data.val_images, classes=train.classes) if self.options.validate else None
