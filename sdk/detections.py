@@ -2,7 +2,8 @@
 
 Boxes are float32 (N, 4) xyxy in **original-image pixels**, clipped to the image;
 scores float32 (N,) descending; labels int64 (N,) indexing ``class_names``; optional
-masks float32 (N, H, W) in [0, 1] at original resolution.
+``masks`` bool (N, H, W) in original-image pixels (instance segmentation models; pasted
+by ``sdk.masks.paste_masks``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class Detections:
                 f"Detections fields differ in length: boxes {len(self.boxes)}, "
                 f"scores {len(self.scores)}, labels {len(self.labels)}"
             )
+        if self.masks is not None:
+            self.masks = np.asarray(self.masks).astype(bool, copy=False)
+            if self.masks.ndim != 3 or len(self.masks) != len(self.scores):
+                raise ValueError(f"Detections masks must be (N, H, W) for {len(self.scores)} detections, "
+                                 f"got {self.masks.shape}")
 
     @classmethod
     def empty(cls, class_names: Sequence[str] = ()) -> "Detections":
@@ -65,14 +71,15 @@ class Detections:
         return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.class_names, masks)
 
     def to_coco(self, image_id: int, category_ids: Mapping[str, int] | Sequence[int] | None = None) -> list[dict[str, Any]]:
-        """COCO results-format entries (``bbox`` is x, y, w, h).
+        """COCO results-format entries (``bbox`` is x, y, w, h; with masks also
+        ``segmentation``, COCO compressed RLE via ``pycocotools.mask.encode``).
 
         ``category_ids`` maps each class name (a mapping) or label index (a sequence)
         to its dataset category id; by default the label index is the category id.
         Detections whose class has no category id are left out.
         """
         out = []
-        for box, score, label, name in zip(self.boxes, self.scores, self.labels, self.names):
+        for i, (box, score, label, name) in enumerate(zip(self.boxes, self.scores, self.labels, self.names)):
             if category_ids is None:
                 cat = int(label)
             elif isinstance(category_ids, Mapping):
@@ -92,6 +99,10 @@ class Detections:
                     "score": round(float(score), 5),
                 }
             )
+            if self.masks is not None:
+                from sdk.masks import encode_rle
+
+                out[-1]["segmentation"] = encode_rle(self.masks[i])
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,9 +6,12 @@ Every backend and flavor ends in::
     boxes    float32 [B, K, 4]  x1, y1, x2, y2 in network-input pixels
     scores   float32 [B, K]     descending per image
     labels   int32   [B, K]     0-based index into the class list
+    masks    float32 [B, K, M, M]  (instance segmentation only) mask probabilities
+                                   spanning each box
 
 Rows past ``num_dets`` are padding. This module is the single place where those
-rows become per-image ``Detections`` in original-image pixels.
+rows become per-image ``Detections`` in original-image pixels; masks are pasted
+here, by ``sdk.masks.paste_masks``, for every backend and the eager evaluation alike.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from sdk.detections import Detections
+from sdk.masks import paste_masks
 from sdk.preprocess import ImageRecord
 
 OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels")
@@ -33,7 +37,10 @@ def decode_outputs(
     """Split a batch of contract outputs into one ``Detections`` per record.
 
     ``outputs`` may hold more rows than ``records`` (a padded batch): the extra rows
-    are ignored.
+    are ignored. With a ``masks`` output each ``Detections`` gets ``masks`` bool
+    (N, H, W) in original-image pixels: the M x M probabilities pasted into the box
+    mapped to the original image *before* clipping (the grid spans the whole box,
+    padding included) and thresholded at ``sdk.masks.MASK_THRESHOLD``.
     """
     missing = [n for n in OUTPUT_NAMES if n not in outputs]
     if missing:
@@ -45,6 +52,21 @@ def decode_outputs(
         n = int(num[i])
         s = np.asarray(scores[i, :n], np.float32)
         keep = s >= score_thr if score_thr > 0 else slice(None)
-        b = record.boxes_to_original(np.asarray(boxes[i, :n], np.float32)[keep])
-        result.append(Detections(b, s[keep], np.asarray(labels[i, :n], np.int64)[keep], class_names))
+        kept = np.asarray(boxes[i, :n], np.float32)[keep]
+        masks = None
+        if "masks" in outputs:
+            masks = paste_masks(np.asarray(outputs["masks"][i, :n], np.float32)[keep], _unclipped_original(record, kept),
+                                record.orig_hw)
+        b = record.boxes_to_original(kept)
+        result.append(Detections(b, s[keep], np.asarray(labels[i, :n], np.int64)[keep], class_names, masks))
     return result
+
+
+def _unclipped_original(record: ImageRecord, boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) xyxy network-input boxes in original pixels, not clipped to the image."""
+    sy, sx = record.scale
+    top, left = record.pad
+    out = boxes.astype(np.float32).copy()
+    out[:, 0::2] = (out[:, 0::2] - left) / sx
+    out[:, 1::2] = (out[:, 1::2] - top) / sy
+    return out

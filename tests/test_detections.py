@@ -36,7 +36,7 @@ def test_fields_are_normalized():
 
 
 def test_filter_keeps_masks_aligned():
-    masks = np.arange(3 * 2 * 2, dtype=np.float32).reshape(3, 2, 2)
+    masks = np.arange(3 * 2 * 2).reshape(3, 2, 2) % 3 == 0  # bool (N, H, W), each distinct
     kept = _dets(masks=masks).filter(0.5)
     assert kept.scores.tolist() == pytest.approx([0.9, 0.5])
     np.testing.assert_array_equal(kept.masks, masks[:2])

@@ -9,15 +9,17 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "test",
-        help="evaluate a checkpoint or model_dir on a COCO dataset (bbox mAP)",
+        help="evaluate a checkpoint or model_dir on a COCO dataset (bbox mAP; segm mAP for mask models)",
         description="Run MODEL (an SDK .pt checkpoint or an exported model_dir, through sdk.Detector, so every "
-                    "backend is scored by the same code) over a COCO dataset and print the twelve COCO bbox numbers.",
+                    "backend is scored by the same code) over a COCO dataset and print the twelve COCO bbox numbers "
+                    "(and the twelve segm numbers for an instance segmentation model on a dataset with masks).",
     )
     p.add_argument("model", help="SDK .pt checkpoint or model_dir")
     p.add_argument("--dataset", required=True, metavar="ANN_JSON", help="COCO instances annotation file")
     p.add_argument("--images", metavar="DIR",
                    help="folder the annotation file_names are relative to (default: <ann_dir>/../images)")
-    p.add_argument("--out", metavar="RESULTS_JSON", help="write the detections in COCO results format")
+    p.add_argument("--out", metavar="RESULTS_JSON",
+                   help="write the detections in COCO results format (with RLE 'segmentation' for mask models)")
     p.add_argument("--format-only", action="store_true",
                    help="only write the detections (--out) without evaluating: for datasets without ground truth "
                         "(a test server's split, `sdk data images2coco`); score them later with `sdk analyze eval`")
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_metrics(metrics))
         if args.classwise and metrics.get("classwise"):
             print(format_classwise(metrics["classwise"]))
+        if args.classwise and metrics.get("segm_classwise"):
+            print("mask (segm) " + format_classwise(metrics["segm_classwise"]))
     if args.out:
         results = detections_to_coco_results(detections, dataset.category_ids_by_name)
         _write_json(Path(args.out), results)

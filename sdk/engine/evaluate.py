@@ -38,6 +38,8 @@ METRIC_LABELS = {
     "bbox_AR_m": "AR  @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]",
     "bbox_AR_l": "AR  @[ IoU=0.50:0.95 | area= large | maxDets=100 ]",
 }
+# Instance segmentation: the same twelve numbers of the mask evaluation (iouType="segm").
+METRIC_LABELS.update({key.replace("bbox_", "segm_", 1): label for key, label in list(METRIC_LABELS.items())})
 
 
 class DetectorLike(Protocol):
@@ -113,7 +115,8 @@ class EvalResult:
 
 def evaluate_detector(detector: DetectorLike, ann_file: str, images_dir: str, *, batch_size: int = 8,
                       workers: int = 0, classwise: bool = False, progress: bool = True) -> EvalResult:
-    """Run ``detector`` over a COCO dataset and compute the twelve COCO bbox numbers."""
+    """Run ``detector`` over a COCO dataset and compute the twelve COCO bbox numbers (and
+    the twelve segm numbers when the detector returns masks and the dataset has them)."""
     from sdk.data.coco import CocoDetection
     from sdk.evaluation.coco_eval import evaluate_coco
 
@@ -124,6 +127,12 @@ def evaluate_detector(detector: DetectorLike, ann_file: str, images_dir: str, *,
 
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
-    """The twelve COCO numbers as pycocotools prints them, one per line."""
-    lines = [f" {label} = {float(metrics[key]):.3f}   ({key})" for key, label in METRIC_LABELS.items() if key in metrics]
+    """The twelve COCO numbers as pycocotools prints them, one per line (bbox, then
+    segm under a heading when there are mask metrics)."""
+    lines = []
+    for key, label in METRIC_LABELS.items():
+        if key in metrics:
+            if key == "segm_mAP":
+                lines.append("mask (segm):")
+            lines.append(f" {label} = {float(metrics[key]):.3f}   ({key})")
     return "\n".join(lines)

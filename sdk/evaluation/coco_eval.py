@@ -1,4 +1,4 @@
-"""COCO box metrics of ``Detections`` against a COCO annotation file, via pycocotools.
+"""COCO box and mask metrics of ``Detections`` against a COCO annotation file, via pycocotools.
 
 Detections carry labels that index their model's class list; they are matched to the
 dataset's categories by class *name* (``Detections.class_names[label]``), so a model
@@ -9,6 +9,12 @@ classes the dataset does not have are ignored (one log line counts them).
 pycocotools' prints are silenced; its summary table goes to the log at INFO level.
 Metrics are pycocotools' ``stats``: an entry is -1 where the dataset has no ground
 truth in that area range (e.g. ``bbox_mAP_l`` without large objects).
+
+Instance segmentation: when the detections carry masks (results with
+``segmentation``, COCO RLE) and every ground-truth annotation has a ``segmentation``,
+the same twelve numbers are computed with ``iouType="segm"`` under ``segm_*`` names
+(``segm_classwise`` too). As detectron2 does, the results' ``bbox`` is dropped for the
+segm run so small / medium / large follow the *mask* area, not the box area.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ METRIC_NAMES = (
     "bbox_AR_1", "bbox_AR_10", "bbox_AR_100", "bbox_AR_s", "bbox_AR_m", "bbox_AR_l",
 )
 """Names of pycocotools' 12 ``COCOeval.stats``, in order."""
+
+SEGM_METRIC_NAMES = tuple(name.replace("bbox_", "segm_", 1) for name in METRIC_NAMES)
+"""The same 12 numbers of the mask evaluation (``iouType="segm"``)."""
 
 
 def load_coco_gt(ann: "str | Path | COCO") -> "COCO":
@@ -144,23 +153,48 @@ def evaluate_results(
     """COCO bbox metrics of COCO results-format entries (``image_id``, ``category_id``,
     ``bbox`` x, y, w, h, ``score``), as ``evaluate_coco`` returns them: the way to
     score a saved results file (``sdk test --out``) offline."""
-    cocoeval_mod = require("pycocotools.cocoeval", extra="train", purpose="COCO evaluation")
     gt = load_coco_gt(ann_file)
     cat_ids = category_ids_by_name(gt)
+    names_by_id = {v: k for k, v in cat_ids.items()}
+    evaluator = _run_cocoeval(gt, load_results(gt, results), "bbox", image_ids, len(results))
+    metrics: dict[str, Any] = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats)}
+    if classwise:
+        metrics["classwise"] = _classwise_ap(evaluator, names_by_id)
+        logger.info("per-class AP@[.5:.95]:\n%s", format_classwise(metrics["classwise"]))
+    if _has_masks(gt, results):
+        # mask area, not box area, decides small / medium / large (detectron2 does the same)
+        masks_only = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
+        segm = _run_cocoeval(gt, load_results(gt, masks_only, iou_type="segm"), "segm", image_ids, len(results))
+        metrics.update({name: float(v) for name, v in zip(SEGM_METRIC_NAMES, segm.stats)})
+        if classwise:
+            metrics["segm_classwise"] = _classwise_ap(segm, names_by_id)
+            logger.info("per-class mask AP@[.5:.95]:\n%s", format_classwise(metrics["segm_classwise"]))
+    return metrics
+
+
+def _run_cocoeval(gt: "COCO", dt: "COCO", iou_type: str, image_ids: Iterable[int] | None, count: int) -> Any:
+    cocoeval_mod = require("pycocotools.cocoeval", extra="train", purpose="COCO evaluation")
     with contextlib.redirect_stdout(io.StringIO()) as captured:
-        dt = load_results(gt, results)
-        evaluator = cocoeval_mod.COCOeval(gt, dt, iouType="bbox")
+        evaluator = cocoeval_mod.COCOeval(gt, dt, iouType=iou_type)
         if image_ids is not None:
             evaluator.params.imgIds = sorted(int(i) for i in image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    logger.info("COCO bbox evaluation (%d detections):\n%s", len(results), _summary_lines(captured.getvalue()))
-    metrics: dict[str, Any] = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats)}
-    if classwise:
-        metrics["classwise"] = _classwise_ap(evaluator, {v: k for k, v in cat_ids.items()})
-        logger.info("per-class AP@[.5:.95]:\n%s", format_classwise(metrics["classwise"]))
-    return metrics
+    logger.info("COCO %s evaluation (%d detections):\n%s", iou_type, count, _summary_lines(captured.getvalue()))
+    return evaluator
+
+
+def _has_masks(gt: "COCO", results: list[dict[str, Any]]) -> bool:
+    """Whether a mask evaluation applies: results with ``segmentation`` and ground truth
+    whose every annotation has one (a box-only dataset cannot score masks)."""
+    if not results or not all("segmentation" in r for r in results):
+        return False
+    anns = gt.dataset.get("annotations", [])
+    missing = sum("segmentation" not in a for a in anns)
+    if missing:
+        logger.warning("no mask metrics: %d of %d annotations have no 'segmentation'", missing, len(anns))
+    return bool(anns) and not missing
 
 
 def read_results_file(path: str | Path) -> Any:
@@ -173,23 +207,30 @@ def read_results_file(path: str | Path) -> Any:
         raise DatasetError(f"{path} is not valid JSON ({exc}); expected a COCO results list") from exc
 
 
-def load_results(gt: "COCO", results: "list[dict[str, Any]] | str | Path") -> "COCO":
+def load_results(gt: "COCO", results: "list[dict[str, Any]] | str | Path", *, iou_type: str = "bbox") -> "COCO":
     """A pycocotools results ``COCO`` of ``results`` (entries or a results JSON file),
     checked against ``gt``: every entry needs ``image_id``, ``category_id``, ``bbox``
-    and ``score``, with image and category ids the annotation file has
-    (``DatasetError`` naming the first bad entry otherwise). No entries: an empty one."""
+    (``segmentation``, an RLE dict, for ``iou_type="segm"``) and ``score``, with image
+    and category ids the annotation file has (``DatasetError`` naming the first bad
+    entry otherwise). No entries: an empty one."""
     source = "results"
     if isinstance(results, (str, Path)):
         source, results = str(results), read_results_file(results)
     if not isinstance(results, list):
         raise DatasetError(f"{source}: a COCO results file is a JSON list of detections, got {type(results).__name__}")
     image_ids, cat_ids = set(gt.getImgIds()), set(gt.getCatIds())
+    geometry = "bbox" if iou_type == "bbox" else "segmentation"
     for i, entry in enumerate(results):
-        if not isinstance(entry, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(entry):
-            raise DatasetError(f"{source}[{i}]: needs image_id, category_id, bbox and score: {str(entry)[:200]}")
-        bbox = entry["bbox"]
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
-            raise DatasetError(f"{source}[{i}]: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+        if not isinstance(entry, dict) or not {"image_id", "category_id", geometry, "score"} <= set(entry):
+            raise DatasetError(f"{source}[{i}]: needs image_id, category_id, {geometry} and score: {str(entry)[:200]}")
+        if geometry == "segmentation":
+            seg = entry["segmentation"]
+            if not isinstance(seg, dict) or not {"size", "counts"} <= set(seg):
+                raise DatasetError(f"{source}[{i}]: segmentation must be an RLE dict with size and counts")
+        else:
+            bbox = entry["bbox"]
+            if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
+                raise DatasetError(f"{source}[{i}]: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
         if entry["image_id"] not in image_ids:
             raise DatasetError(
                 f"{source}[{i}]: image_id {entry['image_id']} is not in the annotation file: evaluate against "
@@ -214,7 +255,8 @@ def _empty_results(gt: "COCO") -> "COCO":
     """A results ``COCO`` with no detections (``loadRes`` cannot take an empty list)."""
     res = type(gt)()
     res.dataset = {"images": list(gt.dataset["images"]), "categories": copy.deepcopy(gt.dataset["categories"]), "annotations": []}
-    res.createIndex()
+    with contextlib.redirect_stdout(io.StringIO()):
+        res.createIndex()
     return res
 
 

@@ -86,7 +86,8 @@ def pack_detections(detections: Sequence[dict[str, Any]], *, max_det: int) -> di
 
     Returns ``num_dets`` int32 [B, 1], ``boxes`` float32 [B, K, 4], ``scores`` float32
     [B, K] (descending), ``labels`` int32 [B, K] with K = ``max_det``; when an image has
-    more than K detections the K highest-scoring are kept.
+    more than K detections the K highest-scoring are kept. Mask R-CNN's ``masks``
+    [N, 1, M, M] become ``masks`` float32 [B, K, M, M].
     """
     b = len(detections)
     out = {
@@ -95,11 +96,16 @@ def pack_detections(detections: Sequence[dict[str, Any]], *, max_det: int) -> di
         "scores": np.zeros((b, max_det), np.float32),
         "labels": np.zeros((b, max_det), np.int32),
     }
+    if b and "masks" in detections[0]:
+        size = tuple(detections[0]["masks"].shape[-2:])
+        out["masks"] = np.zeros((b, max_det, *size), np.float32)
     for i, det in enumerate(detections):
         scores = _numpy(det["scores"]).astype(np.float32).reshape(-1)
         order = np.argsort(-scores, kind="stable")[:max_det]
         n = len(order)
         out["num_dets"][i, 0] = n
+        if "masks" in out:
+            out["masks"][i, :n] = _numpy(det["masks"]).reshape(-1, *out["masks"].shape[2:])[order]
         out["boxes"][i, :n] = _numpy(det["boxes"]).reshape(-1, 4)[order]
         out["scores"][i, :n] = scores[order]
         out["labels"][i, :n] = _numpy(det["labels"]).reshape(-1)[order]
