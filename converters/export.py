@@ -250,15 +250,19 @@ def write_export_info(folder: Path, checkpoint: Path, options: ExportOptions, se
 
 
 def _package(out_dir: Path, model_file: Path, *, backend: str, options: ExportOptions, meta: Any,
-             details: dict[str, Any], checkpoint: Path, extra_files: list[Path], plugins: list[str] = ()) -> Path:
-    """``write_model_dir`` with what every ONNX-based exporter records (moves the files)."""
+             details: dict[str, Any], checkpoint: Path, extra_files: list[Path], plugins: list[str] = (),
+             model: Any = None) -> Path:
+    """``write_model_dir`` with what every ONNX-based exporter records (moves the files);
+    ``model`` (the eager one) tells whether the graph has a ``masks`` output, and its M."""
     from sdk.converters.model_dir import write_model_dir
+    from sdk.models.deploy import mask_output_size
 
     return write_model_dir(
         out_dir, model_file=model_file, backend=backend, flavor=options.flavor, precision=options.precision,
         precision_details=details, model_name=meta.model_name, classes=meta.classes, preprocess=meta.preprocess,
         postprocess=meta.postprocess, input_shape=meta.preprocess.static_shape, max_batch=options.max_batch,
         plugins=plugins, source_checkpoint=checkpoint, extra_files=extra_files, move=True,
+        mask_size=None if model is None else mask_output_size(model),
     )
 
 
@@ -272,7 +276,7 @@ def export_onnxruntime(model: Any, meta: Any, out_dir: Path, options: ExportOpti
         onnx_path, details = export_precision_onnx(model, meta, Path(tmp), options)
         info = write_export_info(Path(tmp), checkpoint, options, time.perf_counter() - start)
         return _package(out_dir, onnx_path, backend="onnxruntime", options=options, meta=meta, details=details,
-                        checkpoint=checkpoint, extra_files=[info], plugins=uses_custom_ops(onnx_path))
+                        checkpoint=checkpoint, extra_files=[info], plugins=uses_custom_ops(onnx_path), model=model)
 
 
 def export_openvino(model: Any, meta: Any, out_dir: Path, options: ExportOptions, checkpoint: Path) -> Path:
@@ -297,7 +301,7 @@ def export_openvino(model: Any, meta: Any, out_dir: Path, options: ExportOptions
         xml, weights = convert_onnx_to_openvino(onnx_path, Path(tmp) / "ir")
         info = write_export_info(Path(tmp), checkpoint, options, time.perf_counter() - start)
         return _package(out_dir, xml, backend="openvino", options=options, meta=meta, details=details,
-                        checkpoint=checkpoint, extra_files=[weights, info])
+                        checkpoint=checkpoint, extra_files=[weights, info], model=model)
 
 
 def _not_available(backend: str, missing: str) -> Callable[..., Path]:

@@ -69,14 +69,18 @@ def library_versions() -> dict[str, str]:
     return found
 
 
-def contract_outputs(max_det: int) -> tuple[TensorSpec, ...]:
-    """The detection output contract (docs/architecture.md, contract 2) with K = ``max_det``."""
-    return (
+def contract_outputs(max_det: int, mask_size: int | None = None) -> tuple[TensorSpec, ...]:
+    """The detection output contract (docs/architecture.md, contract 2) with K = ``max_det``;
+    with ``mask_size`` M also ``masks`` float32 [B, K, M, M] (instance segmentation)."""
+    outputs = (
         TensorSpec("num_dets", "int32", (-1, 1)),
         TensorSpec("boxes", "float32", (-1, max_det, 4)),
         TensorSpec("scores", "float32", (-1, max_det)),
         TensorSpec("labels", "int32", (-1, max_det)),
     )
+    if mask_size is not None:
+        outputs += (TensorSpec("masks", "float32", (-1, max_det, int(mask_size), int(mask_size))),)
+    return outputs
 
 
 def write_model_dir(
@@ -101,6 +105,7 @@ def write_model_dir(
     extra_files: Iterable[str | os.PathLike] = (),
     move: bool = False,
     build_target: Mapping[str, str] | None = None,
+    mask_size: int | None = None,
 ) -> Path:
     """Package ``model_file`` (+ ``extra_files``) into ``out_dir`` with a manifest.
 
@@ -121,6 +126,8 @@ def write_model_dir(
             sha256 as a 64-digit hex string.
         move: move the files into ``out_dir`` instead of copying them.
         build_target: what the model file is tied to (TensorRT engines: version and SM).
+        mask_size: M of an instance segmentation model's ``masks`` output: the manifest's
+            task becomes ``instance_segmentation`` and its outputs gain ``masks``.
 
     Returns ``out_dir`` as a ``Path``. Raises ``ConfigError`` for invalid arguments.
     """
@@ -154,7 +161,7 @@ def write_model_dir(
         format_version=FORMAT_VERSION,
         sdk_version=sdk_version,
         model_name=model_name,
-        task="detection",
+        task="instance_segmentation" if mask_size is not None else "detection",
         backend=backend,
         flavor=flavor,
         precision=precision,
@@ -167,7 +174,7 @@ def write_model_dir(
             min_batch=min_batch,
             max_batch=max_batch,
         ),
-        outputs=tuple(outputs) if outputs is not None else contract_outputs(post["max_det"]),
+        outputs=tuple(outputs) if outputs is not None else contract_outputs(post["max_det"], mask_size),
         classes=tuple(classes),
         preprocess=preprocess,
         postprocess=post,

@@ -60,7 +60,9 @@ def export_onnx(
         simplify: run ``onnxsim`` on the result (optional; kept only if it checks).
 
     Returns ``Path(out_path)``. Graph input ``images``; outputs ``num_dets`` int32
-    [B, 1], ``boxes`` float32 [B, K, 4], ``scores`` float32 [B, K], ``labels`` int32 [B, K].
+    [B, 1], ``boxes`` float32 [B, K, 4], ``scores`` float32 [B, K], ``labels`` int32 [B, K]
+    and, for a module whose ``output_names`` add it (``MaskRCNNDeploy``), ``masks``
+    float32 [B, K, M, M].
     """
     from sdk.trt_plugins.onnx_lowerings import FLAVORS, translation_table
 
@@ -85,7 +87,7 @@ def export_onnx(
                 opset_version=opset,
                 custom_translation_table=translation_table(flavor, opset),
                 input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
+                output_names=list(getattr(deploy_module, "output_names", OUTPUT_NAMES)),
                 dynamic_shapes=dynamic_shapes,
                 external_data=False,
                 optimize=True,

@@ -180,7 +180,19 @@ def write_tensorrt_model_dir(
         plugins=plugins,
         source_checkpoint=source_checkpoint,
         build_target=build_target,
+        mask_size=_mask_size(onnx_path),
     )
+
+
+def _mask_size(onnx_path: str | os.PathLike) -> int | None:
+    """M of the graph's ``masks`` output [B, K, M, M] (instance segmentation), else None."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    for output in graph.output:
+        if output.name == "masks":
+            return int(output.type.tensor_type.shape.dim[-1].dim_value)
+    return None
 
 
 def export_checkpoint_tensorrt(model: Any, meta: Any, out_dir: Path, options: Any, checkpoint: Path) -> Path:

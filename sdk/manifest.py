@@ -39,7 +39,7 @@ MANIFEST_NAME = "manifest.json"
 
 BACKENDS = ("onnxruntime", "openvino", "tensorrt", "aoti")
 FLAVORS = ("onnxruntime", "tensorrt")
-TASKS = ("detection",)
+TASKS = ("detection", "instance_segmentation")  # the latter adds the ``masks`` output
 INPUT_DTYPES = ("uint8", "float32", "float16")
 OUTPUT_DTYPES = ("int32", "int64", "float32", "float16")
 CONTRACT_OUTPUTS = ("num_dets", "boxes", "scores", "labels")
@@ -408,6 +408,8 @@ def _check_output_shapes(outputs: tuple[TensorSpec, ...], max_det: int, top: _Fi
     expected = {"num_dets": (-1, 1), "boxes": (-1, max_det, 4), "scores": (-1, max_det), "labels": (-1, max_det)}
     for i, out in enumerate(outputs):
         want = expected.get(out.name)
+        if out.name == "masks" and len(out.shape) == 4:  # [B, K, M, M]: K is max_det, M the model's
+            want = (-1, max_det, *out.shape[2:])
         if want is not None and tuple(out.shape[1:]) != want[1:]:
             top.fail(f"outputs[{i}].shape", f"of {out.name!r} is {list(out.shape)}, but postprocess.max_det = "
                                             f"{max_det} makes it {[-1 if d == -1 else d for d in want]}")

@@ -20,6 +20,7 @@ from sdk.errors import ConfigError
 from sdk.models.deploy.common import DetectionOutputs, InputNormalizer
 from sdk.models.deploy.dense import DenseDeployModule, FCOSDeploy, RetinaNetDeploy
 from sdk.models.deploy.faster_rcnn import FasterRCNNDeploy
+from sdk.models.deploy.mask_rcnn import InstanceOutputs, MaskRCNNDeploy, mask_output_size
 from sdk.models.deploy.ssdlite import SSDDeploy
 from sdk.preprocess import Preprocess
 
@@ -28,19 +29,22 @@ def build_deploy_module(model: nn.Module, *, preprocess: Preprocess, postprocess
     """The DeployModule of ``model``'s family, in eval mode.
 
     Args:
-        model: an eager ``sdk.models`` detector (RetinaNet, FCOS, FasterRCNN, SSD).
+        model: an eager ``sdk.models`` detector (RetinaNet, FCOS, FasterRCNN, MaskRCNN,
+            SSD); a MaskRCNN's module also returns ``masks`` (``InstanceOutputs``).
         preprocess: a ``Preprocess`` with a static input shape (letterbox, or
             ``with_static_shape()``); normalization goes into the graph when
             ``normalize_in_graph``.
         postprocess: ``{"score_thr", "iou_thr", "max_det"}``.
     """
-    from sdk.models import FCOS, SSD, FasterRCNN, RetinaNet
+    from sdk.models import FCOS, SSD, FasterRCNN, MaskRCNN, RetinaNet
 
-    families = ((RetinaNet, RetinaNetDeploy), (FCOS, FCOSDeploy), (FasterRCNN, FasterRCNNDeploy), (SSD, SSDDeploy))
+    # MaskRCNN before its base class FasterRCNN
+    families = ((RetinaNet, RetinaNetDeploy), (FCOS, FCOSDeploy), (MaskRCNN, MaskRCNNDeploy),
+                (FasterRCNN, FasterRCNNDeploy), (SSD, SSDDeploy))
     for model_type, deploy_type in families:
         if isinstance(model, model_type):
             return deploy_type(model, preprocess=preprocess, postprocess=postprocess).eval()
-    raise ConfigError(f"no DeployModule for {type(model).__name__}; supported: RetinaNet, FCOS, FasterRCNN, SSD")
+    raise ConfigError(f"no DeployModule for {type(model).__name__}; supported: RetinaNet, FCOS, FasterRCNN, MaskRCNN, SSD")
 
 
 __all__ = [
@@ -49,7 +53,10 @@ __all__ = [
     "FCOSDeploy",
     "FasterRCNNDeploy",
     "InputNormalizer",
+    "InstanceOutputs",
+    "MaskRCNNDeploy",
     "RetinaNetDeploy",
     "SSDDeploy",
     "build_deploy_module",
+    "mask_output_size",
 ]

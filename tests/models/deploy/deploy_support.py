@@ -113,9 +113,11 @@ def assert_same_contract(
             j = int(np.argmin(np.abs(our_scores - ref_scores[i])))
             assert ours["labels"][b, j] == ref["labels"][b, i], f"image {b}, score {ref_scores[i]}: labels differ"
             np.testing.assert_allclose(ours["boxes"][b, j], ref["boxes"][b, i], rtol=rtol, atol=atol)
+            if "masks" in ref:  # Mask R-CNN: the mask probabilities of that detection
+                np.testing.assert_allclose(ours["masks"][b, j], ref["masks"][b, i], rtol=rtol, atol=atol)
 
 
-TINY_MODELS = ("retinanet_tiny", "fcos_tiny", "fasterrcnn_tiny", "ssdlite_tiny")
+TINY_MODELS = ("retinanet_tiny", "fcos_tiny", "fasterrcnn_tiny", "maskrcnn_tiny", "ssdlite_tiny")
 
 
 def small_preprocess():

@@ -15,6 +15,7 @@ from deploy_support import TINY_MODELS, assert_same_contract, default_postproces
 from sdk.models.deploy import (
     FasterRCNNDeploy,
     FCOSDeploy,
+    MaskRCNNDeploy,
     RetinaNetDeploy,
     SSDDeploy,
     build_deploy_module,
@@ -26,10 +27,12 @@ FULL_SIZE_MODELS = (
     pytest.param("retinanet_resnet50_fpn", marks=pytest.mark.slow),
     pytest.param("fcos_resnet50_fpn", marks=pytest.mark.slow),
     pytest.param("fasterrcnn_resnet50_fpn", marks=pytest.mark.slow),
+    pytest.param("maskrcnn_resnet50_fpn", marks=pytest.mark.slow),
     "fasterrcnn_mobilenet_v3_large_fpn",  # two FPN maps at one stride: RoIAlign reads the first
     "ssdlite320_mobilenet_v3_large",
 )
-DEPLOY_TYPES = {"retinanet": RetinaNetDeploy, "fcos": FCOSDeploy, "faster_rcnn": FasterRCNNDeploy, "ssdlite": SSDDeploy}
+DEPLOY_TYPES = {"retinanet": RetinaNetDeploy, "fcos": FCOSDeploy, "faster_rcnn": FasterRCNNDeploy,
+                "mask_rcnn": MaskRCNNDeploy, "ssdlite": SSDDeploy}
 
 
 def _check_parity(name: str, size: tuple[int, int], *, seed: int) -> None:
@@ -47,6 +50,7 @@ def _check_parity(name: str, size: tuple[int, int], *, seed: int) -> None:
         ours = {k: v.numpy() for k, v in deploy(images)._asdict().items()}
     assert ours["num_dets"].dtype.name == "int32" and ours["labels"].dtype.name == "int32"
     assert ours["boxes"].shape == (3, postprocess["max_det"], 4)
+    assert ("masks" in ours) == (spec.family == "mask_rcnn") == ("masks" in reference)
     assert_same_contract(ours, reference, min_dets=5)
 
 

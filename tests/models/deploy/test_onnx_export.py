@@ -39,11 +39,12 @@ def model_max_det(model) -> int:
 
 
 # Each export takes 10-30 s on a small CPU: by default every family in the onnxruntime
-# flavor plus Faster R-CNN (both custom ops) in the tensorrt flavor; the other tensorrt
+# flavor plus Faster and Mask R-CNN (both custom ops) in the tensorrt flavor; the other tensorrt
 # flavor exports run with -m slow.
 CASES = [
     *[(name, "onnxruntime") for name in TINY_MODELS],
-    *[pytest.param(name, "tensorrt", marks=[] if name == "fasterrcnn_tiny" else [pytest.mark.slow]) for name in TINY_MODELS],
+    *[pytest.param(name, "tensorrt", marks=[] if "rcnn" in name else [pytest.mark.slow])
+      for name in TINY_MODELS],
 ]
 
 
