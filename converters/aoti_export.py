@@ -122,6 +122,7 @@ def export_aoti_model_dir(
             source_checkpoint=source_checkpoint,
             extra_files=extra_files,
             move=True,
+            mask_size=getattr(deploy_module, "mask_size", None),  # MaskRCNNDeploy: masks [B, K, M, M]
         )
 
 

@@ -80,3 +80,17 @@ def test_eager_evaluation_returns_pasted_masks_in_original_pixels():
     assert 0 < len(det) <= 20 and det.masks is not None
     assert det.masks.shape == (len(det), 90, 150) and det.masks.dtype == np.bool_
     assert len(det.to_coco(1)[0]["segmentation"]["counts"]) > 0
+
+
+def test_plot_tints_the_mask_pixels_only():
+    from sdk.detections import Detections
+
+    image = np.full((120, 160, 3), 100, np.uint8)
+    mask = np.zeros((1, 120, 160), bool)
+    mask[60:100, 20:60] = True  # well below the label drawn at the box's top
+    det = Detections(np.array([[5, 5, 150, 110]], np.float32), [0.9], [1], ["bg", "thing"], masks=mask)
+    drawn = det.plot(image, channel_order="rgb", line_width=1)
+    plain = Detections(det.boxes, det.scores, det.labels, det.class_names).plot(image, channel_order="rgb", line_width=1)
+    changed = (drawn != plain).any(axis=2)
+    assert changed[mask[0]].all()
+    assert not changed[~mask[0]].any()
