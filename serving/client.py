@@ -121,6 +121,7 @@ class Client:
         self._model = model
         self._classes: tuple[str, ...] | None = None
         self._network_input: tuple[Any, int] | None | bool = False  # not asked yet
+        self._has_masks: bool | None = None
 
     # -- calls -------------------------------------------------------------------------
     def _call(self, method: str, *args: Any, as_json: bool = False, **kwargs: Any) -> Any:
@@ -170,6 +171,12 @@ class Client:
                 params[key] = json.loads(params[key])
         return {**meta, **params, "max_batch_size": int(config.get("max_batch_size", 0))}
 
+    def has_masks(self) -> bool:
+        """Whether the model has the optional ``masks`` output (instance segmentation)."""
+        if self._has_masks is None:
+            self._has_masks = any(o.get("name") == "masks" for o in self._config().get("output", []))
+        return self._has_masks
+
     @property
     def classes(self) -> tuple[str, ...]:
         if self._classes is None:
@@ -183,16 +190,20 @@ class Client:
         score_thr: float | None = None,
         max_detections: int | None = None,
         channel_order: str = "bgr",
+        masks: bool | None = None,
     ) -> Detections | list[Detections]:
         """Detect objects in ``images``: one image gives one ``Detections``, a list (or an
-        [N, H, W, 3] array) a list of them, as ``sdk.Detector`` does."""
+        [N, H, W, 3] array) a list of them, as ``sdk.Detector`` does. ``masks``: request
+        the ``masks`` output (default: when the model has it) and decode it (pycocotools)
+        into ``Detections.masks`` bool (N, H, W), as ``Detector`` returns them."""
         batched = isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4)
         results = self._detect_all(list(images) if batched else [images], score_thr=score_thr,
-                                   max_detections=max_detections, channel_order=channel_order)
+                                   max_detections=max_detections, channel_order=channel_order,
+                                   masks=self.has_masks() if masks is None else masks)
         return results if batched else results[0]
 
     def _detect_all(self, items: list, *, score_thr: float | None, max_detections: int | None,
-                    channel_order: str) -> list[Detections]:
+                    channel_order: str, masks: bool = False) -> list[Detections]:
         if not items:
             raise InputError("detect() needs at least one image")
         network = self.network_input()
@@ -204,14 +215,15 @@ class Client:
             params["score_threshold"] = float(score_thr)
         if max_detections is not None:
             params["max_detections"] = int(max_detections)
-        outputs = [self._module.InferRequestedOutput(name) for name in OUTPUT_NAMES]
+        names = (*OUTPUT_NAMES, "masks") if masks else OUTPUT_NAMES
+        outputs = [self._module.InferRequestedOutput(name) for name in names]
         dets: list[Detections] = []
         # requests of at most the server's default --max-images (64), so long lists are not refused
         for start in range(0, len(items), MAX_IMAGES_PER_REQUEST):
             infer_input = encode_images(items[start:start + MAX_IMAGES_PER_REQUEST], channel_order=channel_order,
                                         module=self._module)
             result = self._call("infer", self.model, [infer_input], outputs=outputs, parameters=params or None)
-            dets += unpack_detections({name: result.as_numpy(name) for name in OUTPUT_NAMES}, self.classes)
+            dets += unpack_detections({name: result.as_numpy(name) for name in names}, self.classes)
         return dets
 
     def network_input(self) -> tuple[Any, int] | None:
@@ -300,12 +312,22 @@ def _encoded(item: Any, channel_order: str) -> bytes:
 
 
 def unpack_detections(outputs: dict[str, np.ndarray], classes: Sequence[str]) -> list[Detections]:
-    """Per-image ``Detections`` from the server's padded outputs (boxes already in original pixels)."""
+    """Per-image ``Detections`` from the server's padded outputs (boxes already in original
+    pixels; ``masks``, JSON COCO RLE per detection, decoded to bool (N, H, W))."""
     counts = outputs["num_dets"].reshape(-1)
     return [
-        Detections(outputs["boxes"][i, :n], outputs["scores"][i, :n], outputs["labels"][i, :n], classes)
+        Detections(outputs["boxes"][i, :n], outputs["scores"][i, :n], outputs["labels"][i, :n], classes,
+                   _decode_masks(outputs["masks"][i, :n]) if "masks" in outputs else None)
         for i, n in enumerate(int(c) for c in counts)
     ]
+
+
+def _decode_masks(encoded: np.ndarray) -> np.ndarray | None:
+    """bool (N, H, W) from N JSON RLE strings (None when there are none: no image size)."""
+    from sdk.masks import decode_rle
+
+    decoded = [decode_rle(json.loads(bytes(item))) for item in encoded.reshape(-1)]
+    return np.stack(decoded) if decoded else None
 
 
 def _path_or_none(path: str | os.PathLike | None) -> str | None:

@@ -19,7 +19,7 @@ from tritonclient.grpc import service_pb2
 from sdk.detections import Detections
 from sdk.serving.batcher import BatchingConfig, DynamicBatcher
 from sdk.serving.model import ServedModel
-from sdk.serving.protocol import InferInputs, RequestError, parse_infer_request, select_detections
+from sdk.serving.protocol import InferInputs, RequestError, invalid, parse_infer_request, select_detections
 from sdk.serving.stats import ModelStats
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,9 @@ class ServingCore:
             if not self.ready:
                 raise RequestError(grpc.StatusCode.UNAVAILABLE, "server is not ready (starting or shutting down)")
             inputs = parse_infer_request(request)
+            if "masks" in inputs.outputs and not deployment.model.masks:
+                raise invalid(f"model {deployment.model.name!r} has no 'masks' output (not an instance "
+                              "segmentation model); request num_dets, boxes, scores, labels")
             deadline = _deadline(started, time_remaining, inputs.timeout_s)
             dets = await deployment.batcher.infer(inputs, deadline=deadline)  # admitted: limits, budget
             response = respond(inputs, select_detections(dets, inputs), deployment)

@@ -22,11 +22,11 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2
 
-from sdk.serving.protocol import OUTPUTS, RequestError, invalid
+from sdk.serving.protocol import DATATYPES, RequestError, invalid, serialize_tensor
 
 #: the JSON part of a request is parsed into Python objects: bound it well below the body limit
 MAX_JSON_BYTES = 16 * 1024 * 1024
-_DATATYPES = {name: datatype for name, datatype, *_ in OUTPUTS}
+_DATATYPES = DATATYPES
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,10 @@ def encode_rest_response(
         array = np.ascontiguousarray(tensors[name])
         entry: dict[str, Any] = {"name": name, "datatype": _DATATYPES[name], "shape": list(array.shape)}
         if parsed.binary_outputs.get(name, parsed.binary_default):
-            raw.append(array.tobytes())
+            raw.append(serialize_tensor(array))
             entry["parameters"] = {"binary_data_size": len(raw[-1])}
+        elif array.dtype == np.object_:  # BYTES (masks): the JSON strings themselves
+            entry["data"] = [bytes(v).decode() for v in array.reshape(-1)]
         else:
             entry["data"] = array.reshape(-1).tolist()
         doc["outputs"].append(entry)

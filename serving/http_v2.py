@@ -114,7 +114,7 @@ class _V2:
                 model_name=deployment.model.name,
                 model_version=deployment.model.version,
                 request_id=parsed.request.id,
-                tensors=detections_to_tensors(dets, deployment.model.max_det),
+                tensors=detections_to_tensors(dets, deployment.model.max_det, masks="masks" in inputs.outputs),
                 outputs=inputs.outputs,
                 parsed=parsed,
             )

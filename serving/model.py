@@ -30,6 +30,7 @@ class ServedModel:
     ``backend_factory`` creates one backend session (called once per instance);
     a backend has ``infer(batch [B, 3, H, W]) -> {num_dets, boxes, scores, labels}``.
     ``info``: string facts (backend, precision, ...) published in the model config.
+    ``masks``: an instance segmentation model (the optional ``masks`` output).
     """
 
     name: str
@@ -41,6 +42,7 @@ class ServedModel:
     platform: str = "sdk_detector"
     version: str = "1"
     info: Mapping[str, str] = field(default_factory=dict)
+    masks: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -78,6 +80,7 @@ class ServedModel:
             backend_factory=lambda: create_backend(loaded, device=device),
             platform=f"sdk_{manifest.backend}",
             info=info,
+            masks=manifest.task == "instance_segmentation",
         )
 
     def warmup_batch(self, batch_size: int = 1) -> np.ndarray | None:

@@ -15,20 +15,22 @@ from typing import Mapping, Sequence
 from tritonclient.grpc import model_config_pb2, service_pb2
 
 from sdk.serving.model import ServedModel
-from sdk.serving.protocol import INPUT_NAME, OUTPUTS
+from sdk.serving.protocol import INPUT_NAME, MASKS_OUTPUT, OUTPUTS
 
-_CONFIG_TYPES = {"INT32": model_config_pb2.TYPE_INT32, "FP32": model_config_pb2.TYPE_FP32}
+_CONFIG_TYPES = {"INT32": model_config_pb2.TYPE_INT32, "FP32": model_config_pb2.TYPE_FP32,
+                 "BYTES": model_config_pb2.TYPE_STRING}
 INPUT_FORMATS = "BYTES [N, 1] encoded images (JPEG, PNG, ...), or UINT8 [N, H, W, 3] RGB pixels"
 BOX_FORMAT = "xyxy, original image pixels"
 
 
-def contract_outputs(max_det: int) -> list[model_config_pb2.ModelOutput]:
-    """The four detection outputs, per-image dims (no batch dimension), K = ``max_det``."""
+def contract_outputs(max_det: int, *, masks: bool = False) -> list[model_config_pb2.ModelOutput]:
+    """The four detection outputs (and ``masks`` BYTES [K] for an instance segmentation
+    model), per-image dims (no batch dimension), K = ``max_det``."""
     return [
         model_config_pb2.ModelOutput(
             name=name, data_type=_CONFIG_TYPES[datatype], dims=[max_det if d == -1 else d for d in dims]
         )
-        for name, datatype, _, dims in OUTPUTS
+        for name, datatype, _, dims in (*OUTPUTS, *([MASKS_OUTPUT] if masks else []))
     ]
 
 
@@ -60,7 +62,7 @@ def served_model_config(model: ServedModel, batching) -> model_config_pb2.ModelC
         platform=model.platform,
         max_batch_size=batching.max_batch_size,
         input=[model_config_pb2.ModelInput(name=INPUT_NAME, data_type=model_config_pb2.TYPE_STRING, dims=[1])],
-        output=contract_outputs(model.max_det),
+        output=contract_outputs(model.max_det, masks=model.masks),
         dynamic_batching=dynamic_batching(
             preferred_batch_sizes=batching.preferred_batch_sizes,
             max_queue_delay_us=batching.max_queue_delay_us,
@@ -88,6 +90,6 @@ def served_model_metadata(model: ServedModel) -> service_pb2.ModelMetadataRespon
         inputs=[tensor(name=INPUT_NAME, datatype="BYTES", shape=[-1, 1])],
         outputs=[
             tensor(name=name, datatype=datatype, shape=[-1, *(model.max_det if d == -1 else d for d in dims)])
-            for name, datatype, _, dims in OUTPUTS
+            for name, datatype, _, dims in (*OUTPUTS, *([MASKS_OUTPUT] if model.masks else []))
         ],
     )

@@ -14,7 +14,15 @@ name        datatype shape          meaning
 ``labels``  INT32    [N, K]         0-based index into the model's class list
 =========== ======== ============== ==============================================
 
-K is the model's ``max_det``; rows past ``num_dets`` are zero. Request parameters:
+K is the model's ``max_det``; rows past ``num_dets`` are zero. An instance
+segmentation model (manifest task ``instance_segmentation``) also has the optional
+output ``masks`` BYTES [N, K], sent only when requested: per detection the JSON of its
+COCO compressed RLE in original image pixels, ``{"size": [H, W], "counts": "..."}``
+(``b""`` on padding rows); ``sdk.masks.decode_rle`` (pycocotools) turns it back into
+the bool (H, W) mask ``Detector`` returns. RLE, not the M x M probabilities: it is the
+pasted, thresholded mask itself (a client needs neither the unclipped paste box nor
+the paste code to get ``Detector``'s pixels) and a few hundred bytes per object
+instead of M * M * 4 = 3 KB, the format COCO results and mmdeploy's SDK use. Request parameters:
 ``score_threshold`` (float, default 0: keep what the model returns),
 ``max_detections`` (int, caps ``num_dets``), and Triton's ``timeout`` (microseconds
 the request may wait in the queue) and ``priority`` (accepted, ignored).
@@ -50,6 +58,9 @@ OUTPUTS = (
     ("labels", "INT32", np.int32, (-1,)),
 )
 OUTPUT_NAMES = tuple(name for name, *_ in OUTPUTS)
+#: the optional output of instance segmentation models (see the module docstring)
+MASKS_OUTPUT = ("masks", "BYTES", np.object_, (-1,))
+DATATYPES = {name: datatype for name, datatype, *_ in (*OUTPUTS, MASKS_OUTPUT)}
 _IGNORED_PARAMETERS = ("priority",)  # Triton's; single-priority queue here
 
 
@@ -135,9 +146,10 @@ def parse_infer_request(request: service_pb2.ModelInferRequest) -> InferInputs:
         )
     score_thr, max_det, timeout_s = _parse_parameters(request)
     outputs = tuple(o.name for o in request.outputs) or OUTPUT_NAMES
-    unknown = [name for name in outputs if name not in OUTPUT_NAMES]
+    unknown = [name for name in outputs if name not in DATATYPES]
     if unknown:
-        raise invalid(f"unknown requested output(s) {unknown}; this model has {list(OUTPUT_NAMES)}")
+        raise invalid(f"unknown requested output(s) {unknown}; this model has {list(OUTPUT_NAMES)} "
+                      "(and 'masks' for instance segmentation models)")
     return InferInputs(shape[0], encoded, pixels, score_thr, max_det, timeout_s, outputs)
 
 
@@ -215,8 +227,9 @@ def _parse_parameters(request: service_pb2.ModelInferRequest) -> tuple[float, in
     return score_thr, max_det, timeout_s
 
 
-def detections_to_tensors(dets: Sequence[Detections], k: int) -> dict[str, np.ndarray]:
-    """Pack per-image ``Detections`` (original pixels) into the zero-padded [N, K] outputs."""
+def detections_to_tensors(dets: Sequence[Detections], k: int, *, masks: bool = False) -> dict[str, np.ndarray]:
+    """Pack per-image ``Detections`` (original pixels) into the zero-padded [N, K] outputs;
+    ``masks``: also the ``masks`` BYTES [N, K] output (JSON of each mask's COCO RLE)."""
     n = len(dets)
     out = {
         "num_dets": np.zeros((n, 1), np.int32),
@@ -230,7 +243,26 @@ def detections_to_tensors(dets: Sequence[Detections], k: int) -> dict[str, np.nd
         out["boxes"][i, :m] = det.boxes[:m]
         out["scores"][i, :m] = det.scores[:m]
         out["labels"][i, :m] = det.labels[:m]
+    if masks:
+        import json
+
+        from sdk.masks import encode_rle
+
+        out["masks"] = np.full((n, k), b"", dtype=np.object_)
+        for i, det in enumerate(dets):
+            for j in range(min(len(det), k) if det.masks is not None else 0):
+                out["masks"][i, j] = json.dumps(encode_rle(det.masks[j]), separators=(",", ":")).encode()
     return out
+
+
+def serialize_tensor(array: np.ndarray) -> bytes:
+    """Raw contents of an output: its bytes, or for BYTES (object) tensors Triton's
+    length-prefixed elements (what ``InferResult.as_numpy`` reads)."""
+    if array.dtype == np.object_:
+        from tritonclient.utils import serialize_byte_tensor
+
+        return serialize_byte_tensor(array).item()  # a 0-d object array holding the bytes
+    return np.ascontiguousarray(array).tobytes()
 
 
 def select_detections(dets: Sequence[Detections], inputs: InferInputs) -> list[Detections]:
@@ -240,8 +272,7 @@ def select_detections(dets: Sequence[Detections], inputs: InferInputs) -> list[D
         if inputs.score_threshold > 0:
             det = det.filter(inputs.score_threshold)
         if inputs.max_detections is not None and len(det) > inputs.max_detections:
-            keep = slice(0, inputs.max_detections)
-            det = Detections(det.boxes[keep], det.scores[keep], det.labels[keep], det.class_names)
+            det = det.filter(np.arange(inputs.max_detections))
         out.append(det)
     return out
 
@@ -256,9 +287,8 @@ def build_infer_response(
 ) -> service_pb2.ModelInferResponse:
     """A ModelInferResponse carrying ``outputs`` of ``tensors`` as raw contents, in order."""
     response = service_pb2.ModelInferResponse(model_name=model_name, model_version=model_version, id=request.id)
-    datatypes = {name: datatype for name, datatype, *_ in OUTPUTS}
     for name in outputs:
-        array = np.ascontiguousarray(tensors[name])
-        response.outputs.add(name=name, datatype=datatypes[name], shape=array.shape)
-        response.raw_output_contents.append(array.tobytes())
+        array = tensors[name]
+        response.outputs.add(name=name, datatype=DATATYPES[name], shape=array.shape)
+        response.raw_output_contents.append(serialize_tensor(array))
     return response

@@ -145,7 +145,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 request,
                 model_name=deployment.model.name,
                 model_version=deployment.model.version,
-                tensors=detections_to_tensors(dets, deployment.model.max_det),
+                tensors=detections_to_tensors(dets, deployment.model.max_det, masks="masks" in inputs.outputs),
                 outputs=inputs.outputs,
             )
 

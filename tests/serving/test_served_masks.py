@@ -1,0 +1,85 @@
+"""An instance segmentation model served over gRPC: the optional ``masks`` output
+(JSON COCO RLE per detection) equals ``Detector``'s masks, read by ``sdk.serving.Client``
+and by plain ``tritonclient``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import tritonclient.grpc as grpcclient
+from serving_support import png_bytes, serve
+
+import sdk.models
+from sdk import Detector
+from sdk.checkpoint import CheckpointMeta, save_checkpoint
+from sdk.converters.export import ExportOptions, export_checkpoint
+from sdk.masks import decode_rle
+from sdk.preprocess import Preprocess
+from sdk.serving import Client
+
+CLASSES = ("__background__", "a", "b", "c")
+
+
+@pytest.fixture(scope="module")
+def mask_model_dir(tmp_path_factory):
+    """A random-weight ``maskrcnn_tiny`` exported for ONNX Runtime (letterbox 128x160)."""
+    work = tmp_path_factory.mktemp("mask_model")
+    torch.manual_seed(0)
+    model = sdk.models.build_model("maskrcnn_tiny", num_classes=len(CLASSES), box_detections_per_img=20)
+    meta = CheckpointMeta(model_name="maskrcnn_tiny", num_classes=len(CLASSES), classes=CLASSES,
+                          preprocess=Preprocess(mode="letterbox", size=(128, 160)),
+                          postprocess={"score_thr": 0.05, "iou_thr": 0.5, "max_det": 20})
+    checkpoint = save_checkpoint(work / "model.pt", meta=meta, state_dict=model.state_dict())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return export_checkpoint(checkpoint, work / "masks", ExportOptions(backend="onnxruntime", max_batch=8))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _images():
+    rng = np.random.default_rng(3)
+    return [rng.integers(0, 256, (90, 140, 3), np.uint8), rng.integers(0, 256, (150, 110, 3), np.uint8)]
+
+
+def test_served_masks_equal_detector_masks(mask_model_dir):
+    images = _images()
+    expected = Detector(mask_model_dir)(images, channel_order="rgb")
+    assert all(len(d) > 0 and d.masks.any() for d in expected)
+    with serve(mask_model_dir, name="masks") as server:
+        with Client(server.url, model="masks") as client:
+            assert client.has_masks()
+            served = client.detect(images, channel_order="rgb")
+            boxes_only = client.detect(images, channel_order="rgb", masks=False)
+        with grpcclient.InferenceServerClient(server.url) as raw:
+            tensor = grpcclient.InferInput("images", [1, 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[png_bytes(images[0])]], dtype=np.object_))
+            outputs = [grpcclient.InferRequestedOutput(n) for n in ("num_dets", "masks")]
+            result = raw.infer("masks", [tensor], outputs=outputs)
+            config = raw.get_model_config("masks", as_json=True)["config"]
+    assert {"name": "masks", "data_type": "TYPE_STRING", "dims": ["20"]} in config["output"]
+    for ours, ref in zip(served, expected):
+        np.testing.assert_array_equal(ours.labels, ref.labels)
+        np.testing.assert_allclose(ours.boxes, ref.boxes, atol=1e-3)
+        np.testing.assert_array_equal(ours.masks, ref.masks)
+    assert all(d.masks is None for d in boxes_only)
+    # plain tritonclient: BYTES [1, K], JSON RLE on the valid rows, empty on padding
+    n = int(result.as_numpy("num_dets")[0, 0])
+    encoded = result.as_numpy("masks")
+    assert encoded.shape == (1, 20) and n == len(expected[0])
+    first = json.loads(encoded[0, 0])
+    assert first["size"] == [90, 140]
+    np.testing.assert_array_equal(decode_rle(first), expected[0].masks[0])
+    assert all(bytes(v) == b"" for v in encoded[0, n:])
+
+
+def test_masks_of_a_detection_model_are_refused(model_dir):
+    with serve(model_dir) as server, grpcclient.InferenceServerClient(server.url) as raw:
+        tensor = grpcclient.InferInput("images", [1, 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[png_bytes(np.zeros((20, 30, 3), np.uint8))]], dtype=np.object_))
+        with pytest.raises(Exception, match="no 'masks' output"):
+            raw.infer("bright", [tensor], outputs=[grpcclient.InferRequestedOutput("masks")])
