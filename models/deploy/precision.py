@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 #: DeployModule attribute names that hold network submodules, in every family.
-NETWORK_MODULES = ("backbone", "head", "rpn_head", "box_head", "box_predictor")
+NETWORK_MODULES = ("backbone", "head", "rpn_head", "box_head", "box_predictor", "mask_head", "mask_predictor")
 
 REDUCED_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
