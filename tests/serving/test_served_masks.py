@@ -50,11 +50,13 @@ def test_served_masks_equal_detector_masks(mask_model_dir):
     images = _images()
     expected = Detector(mask_model_dir)(images, channel_order="rgb")
     assert all(len(d) > 0 and d.masks.any() for d in expected)
-    with serve(mask_model_dir, name="masks") as server:
+    with serve(mask_model_dir, name="masks", http_port=0) as server:
         with Client(server.url, model="masks") as client:
             assert client.has_masks()
             served = client.detect(images, channel_order="rgb")
             boxes_only = client.detect(images, channel_order="rgb", masks=False)
+        with Client(server.http_url, model="masks") as client:  # the same over HTTP (binary BYTES output)
+            served_http = client.detect(images, channel_order="rgb")
         with grpcclient.InferenceServerClient(server.url) as raw:
             tensor = grpcclient.InferInput("images", [1, 1], "BYTES")
             tensor.set_data_from_numpy(np.array([[png_bytes(images[0])]], dtype=np.object_))
@@ -62,7 +64,7 @@ def test_served_masks_equal_detector_masks(mask_model_dir):
             result = raw.infer("masks", [tensor], outputs=outputs)
             config = raw.get_model_config("masks", as_json=True)["config"]
     assert {"name": "masks", "data_type": "TYPE_STRING", "dims": ["20"]} in config["output"]
-    for ours, ref in zip(served, expected):
+    for ours, ref in [*zip(served, expected), *zip(served_http, expected)]:
         np.testing.assert_array_equal(ours.labels, ref.labels)
         np.testing.assert_allclose(ours.boxes, ref.boxes, atol=1e-3)
         np.testing.assert_array_equal(ours.masks, ref.masks)
