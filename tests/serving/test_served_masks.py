@@ -1,9 +1,11 @@
-"""An instance segmentation model served over gRPC: the optional ``masks`` output
-(JSON COCO RLE per detection) equals ``Detector``'s masks, read by ``sdk.serving.Client``
-and by plain ``tritonclient``."""
+"""An instance segmentation model served over gRPC (and HTTP): the optional ``masks``
+output (JSON COCO RLE per detection) equals ``Detector``'s masks, read by
+``sdk.serving.Client`` and by plain ``tritonclient``. (The exported ONNX Runtime masks
+equal the eager ones: tests/models/deploy/test_mask_export.py.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -15,30 +17,43 @@ from serving_support import png_bytes, serve
 import sdk.models
 from sdk import Detector
 from sdk.checkpoint import CheckpointMeta, save_checkpoint
-from sdk.converters.export import ExportOptions, export_checkpoint
 from sdk.masks import decode_rle
 from sdk.preprocess import Preprocess
 from sdk.serving import Client
+from sdk.serving.batcher import BatchingConfig
+from sdk.serving.model import ServedModel
+from sdk.serving.server import ServerOptions, start_in_thread
 
 CLASSES = ("__background__", "a", "b", "c")
 
 
 @pytest.fixture(scope="module")
-def mask_model_dir(tmp_path_factory):
-    """A random-weight ``maskrcnn_tiny`` exported for ONNX Runtime (letterbox 128x160)."""
+def mask_checkpoint(tmp_path_factory):
+    """A random-weight ``maskrcnn_tiny`` checkpoint (letterbox 128x160, K = 20)."""
     work = tmp_path_factory.mktemp("mask_model")
     torch.manual_seed(0)
     model = sdk.models.build_model("maskrcnn_tiny", num_classes=len(CLASSES), box_detections_per_img=20)
     meta = CheckpointMeta(model_name="maskrcnn_tiny", num_classes=len(CLASSES), classes=CLASSES,
                           preprocess=Preprocess(mode="letterbox", size=(128, 160)),
                           postprocess={"score_thr": 0.05, "iou_thr": 0.5, "max_det": 20})
-    checkpoint = save_checkpoint(work / "model.pt", meta=meta, state_dict=model.state_dict())
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    return save_checkpoint(work / "model.pt", meta=meta, state_dict=model.state_dict())
+
+
+@contextlib.contextmanager
+def serve_checkpoint(checkpoint):
+    """gRPC + HTTP server of the checkpoint run eagerly (``TorchBackend``, no export: the
+    serving path after the backend is the one every model_dir takes)."""
+    from sdk.runtime.torch_backend import TorchBackend
+
+    _, meta = TorchBackend.from_checkpoint(checkpoint)
+    model = ServedModel(name="masks", classes=tuple(meta.classes), preprocess=meta.preprocess, max_batch=4,
+                        max_det=20, backend_factory=lambda: TorchBackend.from_checkpoint(checkpoint, max_batch=4)[0],
+                        masks=True)
+    thread = start_in_thread([(model, BatchingConfig(max_batch_size=4))], ServerOptions(port=0, http_port=0))
     try:
-        return export_checkpoint(checkpoint, work / "masks", ExportOptions(backend="onnxruntime", max_batch=8))
+        yield thread
     finally:
-        torch.set_num_threads(threads)
+        thread.stop(grace_s=2.0)
 
 
 def _images():
@@ -46,11 +61,11 @@ def _images():
     return [rng.integers(0, 256, (90, 140, 3), np.uint8), rng.integers(0, 256, (150, 110, 3), np.uint8)]
 
 
-def test_served_masks_equal_detector_masks(mask_model_dir):
+def test_served_masks_equal_detector_masks(mask_checkpoint):
     images = _images()
-    expected = Detector(mask_model_dir)(images, channel_order="rgb")
+    expected = Detector(mask_checkpoint)(images, channel_order="rgb")
     assert all(len(d) > 0 and d.masks.any() for d in expected)
-    with serve(mask_model_dir, name="masks", http_port=0) as server:
+    with serve_checkpoint(mask_checkpoint) as server:
         with Client(server.url, model="masks") as client:
             assert client.has_masks()
             served = client.detect(images, channel_order="rgb")
