@@ -192,7 +192,7 @@ def _run_model(args: argparse.Namespace) -> int:
 
 
 def _run_suite(args: argparse.Namespace) -> int:
-    from sdk.benchmarks.suite import run_suite
+    from sdk.benchmarks.backend_suite import run_suite
     from sdk.benchmarks.suite_report import write_suite
     from sdk.benchmarks.targets import default_targets, parse_targets
 
