@@ -8,7 +8,9 @@ Every backend and flavor ends in::
     labels   int32   [B, K]     0-based index into the class list
 
 Rows past ``num_dets`` are padding. This module is the single place where those
-rows become per-image ``Detections`` in original-image pixels.
+rows become per-image ``Detections`` in original-image pixels (``decode_outputs``), and
+where per-image detections are packed into them (``pack_detections``: the eager torch
+backend, the server's responses).
 """
 
 from __future__ import annotations
@@ -48,3 +50,29 @@ def decode_outputs(
         b = record.boxes_to_original(np.asarray(boxes[i, :n], np.float32)[keep])
         result.append(Detections(b, s[keep], np.asarray(labels[i, :n], np.int64)[keep], class_names))
     return result
+
+
+def pack_detections(per_image: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], *, max_det: int) -> dict[str, np.ndarray]:
+    """Per-image ``(boxes (N, 4) xyxy, scores (N,), labels (N,))`` -> contract 2.
+
+    Returns ``num_dets`` int32 [B, 1], ``boxes`` float32 [B, K, 4], ``scores`` float32
+    [B, K] descending, ``labels`` int32 [B, K] with K = ``max_det``, zero past
+    ``num_dets``. Rows are ordered by score (a stable sort: equal scores keep their
+    order); an image with more than K detections keeps its K best.
+    """
+    b = len(per_image)
+    out = {
+        "num_dets": np.zeros((b, 1), np.int32),
+        "boxes": np.zeros((b, max_det, 4), np.float32),
+        "scores": np.zeros((b, max_det), np.float32),
+        "labels": np.zeros((b, max_det), np.int32),
+    }
+    for i, (boxes, scores, labels) in enumerate(per_image):
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        order = np.argsort(-scores, kind="stable")[:max_det]
+        n = len(order)
+        out["num_dets"][i, 0] = n
+        out["boxes"][i, :n] = np.asarray(boxes, np.float32).reshape(-1, 4)[order]
+        out["scores"][i, :n] = scores[order]
+        out["labels"][i, :n] = np.asarray(labels).reshape(-1)[order]
+    return out

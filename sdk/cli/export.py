@@ -156,7 +156,8 @@ def check_gate_data(precision: str, dataset: str | None) -> None:
 def verify_export(model_dir: Path, checkpoint: Path, precision: str, dataset: str | None, max_map_drop: float | None):
     """Run the accuracy gate on ``model_dir`` and print its report; returns the report."""
     from sdk.cli.test import default_images_dir
-    from sdk.engine.verify import Tolerance, format_report, synthetic_images, verify_model_dir
+    from sdk.data.synthetic import synthetic_images
+    from sdk.engine.verify import Tolerance, format_report, verify_model_dir
 
     tolerance = Tolerance.for_precision(precision, max_map_drop=max_map_drop)
     if dataset is None:

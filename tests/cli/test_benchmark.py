@@ -20,8 +20,17 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(make_random_checkpoint):
-    return make_random_checkpoint("retinanet_tiny")
+def tiny_checkpoint(tmp_path_factory):
+    """A seed-0 random-weight retinanet_tiny checkpoint, built with one torch thread
+    (more threads than free cores make a loaded CI machine erratic)."""
+    from sdk.benchmarks.committed_suites import random_checkpoint
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return random_checkpoint("retinanet_tiny", tmp_path_factory.mktemp("ckpt") / "retinanet_tiny.pt", seed=0)
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
