@@ -57,7 +57,7 @@ def _register_model(modes: argparse._SubParsersAction) -> None:
                     "exported first with --backend) stage by stage.",
     )
     p.add_argument("model", metavar="MODEL", help="a model_dir or an SDK .pt checkpoint")
-    _add_measurement_arguments(p, default_batch="1")
+    _add_measurement_arguments(p, default_batch="1", device_what="the model runs")
     group = p.add_argument_group("model")
     group.add_argument("--backend", default=None,
                        help="for a checkpoint: torch (default), torchvision, or an export target backend[:precision] "
@@ -78,7 +78,7 @@ def _register_suite(modes: argparse._SubParsersAction) -> None:
                     "torchvision's eager model and the SDK's eager model; writes suite.{json,md} and a plot to --out.",
     )
     p.add_argument("checkpoint", metavar="CKPT", help="an SDK .pt checkpoint")
-    _add_measurement_arguments(p, default_batch="1,8")
+    _add_measurement_arguments(p, default_batch="1,8", device_what="the rows run (the default --backends follow it)")
     group = p.add_argument_group("suite")
     group.add_argument("--backends", nargs="+", default=None, metavar="BACKEND[:PRECISION]",
                        help="export rows as backend[:precision] items, space- or comma-separated, e.g. "
@@ -114,7 +114,7 @@ def _register_server(modes: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_server)
 
 
-def _add_measurement_arguments(p: argparse.ArgumentParser, *, default_batch: str) -> None:
+def _add_measurement_arguments(p: argparse.ArgumentParser, *, default_batch: str, device_what: str) -> None:
     """Options the ``model`` and ``suite`` modes share (one definition)."""
     common = p.add_argument_group("measurement")
     common.add_argument("--batch", type=_int_list, default=_int_list(default_batch),
@@ -140,7 +140,7 @@ def _add_measurement_arguments(p: argparse.ArgumentParser, *, default_batch: str
                         help="also measure the dense MatMul/Conv GFLOP/s per precision (ONNX Runtime, OpenVINO, "
                         "numpy, torch; ~10 s) and report the fraction of the model's precision's reference achieved")
     common.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_device_argument(p, what="the model runs (a suite's default rows follow it)")
+    add_device_argument(p, what=device_what)
 
 
 def _command() -> str | None:
