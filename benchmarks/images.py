@@ -1,7 +1,8 @@
 """Benchmark inputs: encoded image files, so decoding is timed as in real use.
 
-Default: a few synthetic JPEGs (smooth gradient, coloured shapes, mild noise) made in
-memory from a seed, so ``sdk benchmark`` runs anywhere without a dataset.
+Default: a few synthetic JPEGs (the synthetic dataset's shapes on cluttered
+backgrounds, ``sdk.data.synthetic.synthetic_images``) made in memory from a seed, so
+``sdk benchmark`` runs anywhere without a dataset.
 """
 
 from __future__ import annotations
@@ -9,33 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
-import numpy as np
-
+from sdk.data.synthetic import encode_jpeg
+from sdk.data.synthetic import synthetic_images as synthetic_rgb
 from sdk.errors import InputError
 
 
 def synthetic_images(count: int = 8, *, size: tuple[int, int] = (480, 640), seed: int = 0) -> list[bytes]:
-    """``count`` JPEG-encoded (H, W) = ``size`` images with a few filled shapes each."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    out = []
-    for _ in range(count):
-        ramp = np.linspace(0, 1, w, dtype=np.float32)[None, :, None] * rng.uniform(40, 200, 3)
-        image = np.ascontiguousarray((ramp + rng.normal(0, 8, (h, w, 3))).clip(0, 255).astype(np.uint8))
-        for _ in range(int(rng.integers(2, 7))):
-            x1, y1 = int(rng.integers(0, w * 3 // 4)), int(rng.integers(0, h * 3 // 4))
-            x2, y2 = x1 + int(rng.integers(2, max(3, w // 3))), y1 + int(rng.integers(2, max(3, h // 3)))
-            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-            if rng.random() < 0.5:
-                cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness=-1)
-            else:
-                centre, axes = ((x1 + x2) // 2, (y1 + y2) // 2), ((x2 - x1) // 2, (y2 - y1) // 2)
-                cv2.ellipse(image, centre, axes, 0, 0, 360, colour, thickness=-1)
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        assert ok, "OpenCV failed to encode a JPEG"
-        out.append(buf.tobytes())
-    return out
+    """``count`` JPEG-encoded (quality 90) (H, W) = ``size`` synthetic shapes images."""
+    return [encode_jpeg(image, 90) for image in synthetic_rgb(count, size=size, seed=seed)]
 
 
 def folder_images(folder: str | os.PathLike, *, limit: int = 64) -> list[bytes]:

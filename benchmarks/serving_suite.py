@@ -5,7 +5,7 @@
 For each server setting (``SETTINGS``) it starts ``sdk serve MODEL_DIR`` as its own
 process with gRPC and HTTP on free loopback ports, waits until the server is ready,
 drives it with the closed-loop load generator (``sdk.serving.loadgen.run_load``,
-what ``sdk benchmark --server`` runs) over each protocol (``--protocols``, default
+what ``sdk benchmark server`` runs) over each protocol (``--protocols``, default
 gRPC then KServe v2 REST with binary tensors) at each concurrency level, then
 stops it with SIGTERM. It writes ``<stem>.json`` and ``<stem>.md``: images/s and
 client latency percentiles per setting, protocol and concurrency, the throughput

@@ -1,4 +1,4 @@
-"""``benchmark_target``: what ``sdk benchmark MODEL [--backend B]`` runs.
+"""``benchmark_target``: what ``sdk benchmark model MODEL [--backend B]`` runs.
 
 MODEL is a model_dir (runs on its own backend) or a ``.pt`` checkpoint, which runs on
 eager PyTorch (``torch``, the default), on torchvision's own eager model with the same

@@ -1,4 +1,4 @@
-"""A suite result (``sdk.benchmarks.suite.run_suite``) as a table, markdown and files.
+"""A suite result (``sdk.benchmarks.backend_suite.run_suite``) as a table, markdown and files.
 
 The summary table (markdown and the JSON's ``"summary"``) has one row per suite row:
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sdk.benchmarks.suite import SDK_EAGER_ROW, TORCHVISION_ROW
+from sdk.benchmarks.backend_suite import SDK_EAGER_ROW, TORCHVISION_ROW
 
 
 def _batch(result: dict[str, Any], size: int) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from torch import Tensor
 from torchvision.models.detection.image_list import ImageList
 
 from sdk.errors import InputError
+from sdk.preprocess import Preprocess
 
 
 def check_images(images: Tensor) -> None:
@@ -56,3 +57,21 @@ def check_targets(targets: list[dict[str, Tensor]] | None, batch_size: int) -> l
             bad = boxes[degenerate][0].tolist()
             raise InputError(f"targets[{index}] has a box without positive width and height: {bad}")
     return targets
+
+
+class ImageNormalizer(torch.nn.Module):
+    """uint8 (or 0-255 float) images [B, 3, H, W] -> float32 ``(x.float() - mean) / std``.
+
+    ``Preprocess.normalize`` on the torch side, written once: the trainer, the eager
+    torch backend and every DeployModule graph (``InputNormalizer``) call it, so eager,
+    training and export normalize identically. ``mean``/``std`` are RGB, 0-255 scale,
+    float32 buffers [1, 3, 1, 1].
+    """
+
+    def __init__(self, preprocess: Preprocess) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(preprocess.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(preprocess.std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return (images.float() - self.mean) / self.std

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 from sdk.errors import ConfigError
 from sdk.postprocess_record import Postprocess
 from sdk.preprocess import Preprocess
+from sdk.typecheck import fits, type_name
 
 FAMILIES = ("retinanet", "fcos", "faster_rcnn", "mask_rcnn", "ssdlite")
 
@@ -162,35 +163,6 @@ def build_model(name: str, *, num_classes: int, **overrides: Any):
         raise ConfigError(f"unknown override(s) {unknown} for model {name!r}; valid overrides: {', '.join(valid)}")
     hints = typing.get_type_hints(spec.builder)
     for key, value in overrides.items():
-        if key in hints and not _matches(value, hints[key]):
-            raise ConfigError(f"override {key}={value!r} for model {name!r} must be of type {_type_name(hints[key])}")
+        if key in hints and not fits(value, hints[key]):  # sdk.typecheck: the configs' and manifests' checker
+            raise ConfigError(f"override {key}={value!r} for model {name!r} must be of type {type_name(hints[key])}")
     return spec.builder(num_classes=num_classes, **overrides)
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether ``value`` fits the annotation ``hint`` (plain types, unions, tuples)."""
-    if hint is Any:
-        return True
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if not isinstance(value, (tuple, list)):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_matches(v, args[0]) for v in value)
-        return len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args))
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True  # annotations this checker does not model are left to the builder
-
-
-def _type_name(hint: Any) -> str:
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import runpy
-import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from sdk.errors import ConfigError
 from sdk.preprocess import Preprocess
+from sdk.typecheck import TypeMismatch, coerce
 
 
 @dataclass(frozen=True)
@@ -278,59 +278,19 @@ def _parse_literal(raw: str) -> Any:
 
 
 def _convert(value: Any, annotation: Any, *, key: str, raw: Any, from_text: bool = False) -> Any:
-    """``value`` checked (and where lossless, converted) to ``annotation``.
+    """``value`` checked (and where lossless, converted) to ``annotation`` by
+    ``sdk.typecheck.coerce``; a mismatch is a ``ConfigError`` naming ``key``.
 
-    ``from_text``: the value came from command-line text, so a number given for a
-    ``str`` field is taken as the text it was written as.
+    ``from_text``: the value came from command-line text (a number given for a ``str``
+    field is the text it was written as; one value for a tuple is a 1-tuple).
     """
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if annotation is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _convert(value, arg, key=key, raw=raw, from_text=from_text)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {raw!r}")
-    if value is None:
-        raise ConfigError(f"{key} may not be None (expected {_type_name(annotation)})")
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif annotation is str:
-        if isinstance(value, str):
-            return value
-        if from_text and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif origin in (tuple, list):
-        items = value if isinstance(value, (tuple, list)) else (value,)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(items) != len(args):
-                raise ConfigError(f"{key} needs {len(args)} values ({_type_name(annotation)}), got {raw!r}")
-            out = [_convert(v, a, key=key, raw=raw, from_text=from_text) for v, a in zip(items, args)]
-        else:
-            elem = args[0] if args else Any
-            out = [_convert(v, elem, key=key, raw=raw, from_text=from_text) for v in items]
-        return tuple(out) if origin is tuple else out
-    elif origin is dict or annotation is dict:
-        if isinstance(value, Mapping):
-            return dict(value)
-    elif is_dataclass(annotation):
-        if isinstance(value, annotation):
-            return value
-        if isinstance(value, Mapping):
-            return _from_mapping(annotation, value, prefix=f"{key}.")
-    raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {raw!r}")
+    def nested(cls: type, data: Mapping[str, Any]) -> Any:
+        return _from_mapping(cls, data, prefix=f"{key}.")
+
+    try:
+        return coerce(value, annotation, from_text=from_text, nested=nested)
+    except TypeMismatch as exc:
+        raise ConfigError(f"{key}: {exc}, got {raw!r}") from None
 
 
 def _from_mapping(cls: type, data: Mapping[str, Any], *, prefix: str) -> Any:
@@ -357,12 +317,6 @@ def _dataclass_in(annotation: Any) -> type | None:
         if is_dataclass(arg):
             return arg
     return None
-
-
-def _type_name(annotation: Any) -> str:
-    if isinstance(annotation, type) and not typing.get_args(annotation):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
 
 
 def _to_jsonable(value: Any) -> Any:

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, NoReturn
@@ -33,6 +34,7 @@ from sdk.errors import ConfigError, ModelDirError
 from sdk.postprocess_record import Postprocess
 from sdk.precision import PRECISIONS
 from sdk.preprocess import Preprocess
+from sdk.typecheck import TypeMismatch, coerce, fits
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -262,8 +264,9 @@ class _Fields:
         value = self.data[key]
         if value is None and nullable:
             return None
-        # bool is an int subclass, but a JSON true is not a valid count
-        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        try:  # sdk.typecheck: the configs' and model builders' checker (a JSON true is not a count)
+            coerce(value, _annotation(kind))
+        except TypeMismatch:
             self.fail(key, f"must be {_type_names(kind)}, got {type(value).__name__} {value!r:.40}")
         if choices is not None and value not in choices:
             self.fail(key, f"must be one of {list(choices)}, got {value!r}")
@@ -271,25 +274,30 @@ class _Fields:
 
     def int_list(self, key: str) -> tuple[int, ...]:
         values = self.get(key, list)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if not fits(values, list[int]):
             self.fail(key, f"must be a list of integers, got {values!r:.60}")
         return tuple(values)
 
     def str_list(self, key: str) -> tuple[str, ...]:
         values = self.get(key, list)
-        if not all(isinstance(v, str) for v in values):
+        if not fits(values, list[str]):
             self.fail(key, "must be a list of strings")
         return tuple(values)
 
     def str_map(self, key: str) -> dict[str, str]:
         values = self.get(key, dict)
-        if not all(isinstance(v, str) for v in values.values()):
+        if not fits(values, dict[str, str]):
             self.fail(key, "must map names to strings")
         return dict(values)
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _annotation(kind: type | tuple[type, ...]) -> Any:
+    """``int`` or ``(int, float)`` as an annotation (``int | float``) for ``coerce``."""
+    return typing.Union[_as_tuple(kind)]
 
 
 def _type_names(kind: type | tuple[type, ...]) -> str:

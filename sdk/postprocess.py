@@ -10,8 +10,10 @@ Every backend and flavor ends in::
                                    spanning each box
 
 Rows past ``num_dets`` are padding. This module is the single place where those
-rows become per-image ``Detections`` in original-image pixels; masks are pasted
-here, by ``sdk.masks.paste_masks``, for every backend and the eager evaluation alike.
+rows become per-image ``Detections`` in original-image pixels (``decode_outputs``; masks
+are pasted here, by ``sdk.masks.paste_masks``, for every backend and the eager evaluation
+alike), and where per-image detections are packed into them (``pack_detections``: the
+eager torch backend, the server's responses).
 """
 
 from __future__ import annotations
@@ -69,4 +71,40 @@ def _unclipped_original(record: ImageRecord, boxes: np.ndarray) -> np.ndarray:
     out = boxes.astype(np.float32).copy()
     out[:, 0::2] = (out[:, 0::2] - left) / sx
     out[:, 1::2] = (out[:, 1::2] - top) / sy
+    return out
+
+
+def pack_detections(
+    per_image: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    max_det: int,
+    masks: Sequence[np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-image ``(boxes (N, 4) xyxy, scores (N,), labels (N,))`` -> contract 2.
+
+    Returns ``num_dets`` int32 [B, 1], ``boxes`` float32 [B, K, 4], ``scores`` float32
+    [B, K] descending, ``labels`` int32 [B, K] with K = ``max_det``, zero past
+    ``num_dets``. Rows are ordered by score (a stable sort: equal scores keep their
+    order); an image with more than K detections keeps its K best. ``masks``: per image
+    float32 (N, M, M) mask probabilities (Mask R-CNN), packed into ``masks`` [B, K, M, M].
+    """
+    b = len(per_image)
+    out = {
+        "num_dets": np.zeros((b, 1), np.int32),
+        "boxes": np.zeros((b, max_det, 4), np.float32),
+        "scores": np.zeros((b, max_det), np.float32),
+        "labels": np.zeros((b, max_det), np.int32),
+    }
+    if masks is not None and b:
+        out["masks"] = np.zeros((b, max_det, *np.shape(masks[0])[-2:]), np.float32)
+    for i, (boxes, scores, labels) in enumerate(per_image):
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        order = np.argsort(-scores, kind="stable")[:max_det]
+        n = len(order)
+        out["num_dets"][i, 0] = n
+        out["boxes"][i, :n] = np.asarray(boxes, np.float32).reshape(-1, 4)[order]
+        out["scores"][i, :n] = scores[order]
+        out["labels"][i, :n] = np.asarray(labels).reshape(-1)[order]
+        if "masks" in out:
+            out["masks"][i, :n] = np.asarray(masks[i], np.float32).reshape(-1, *out["masks"].shape[2:])[order]
     return out

@@ -8,7 +8,7 @@ the server's own mean queue and compute time per image, read from the
 ``ModelStatistics`` RPC before and after the window. Works against ``sdk serve``
 and against Triton serving the same signature, over gRPC (``host:port``,
 ``grpc://``) or KServe v2 REST (``http://``, ``https://``; outputs in binary, as
-``tritonclient.http`` asks by default). ``sdk benchmark --server`` calls
+``tritonclient.http`` asks by default). ``sdk benchmark server`` calls
 ``run_load``; ``write_csv`` saves the rows.
 """
 

@@ -48,6 +48,7 @@ from sdk.detections import Detections
 from sdk.errors import InputError, SDKError
 from sdk.images import decode_bytes, image_size
 from sdk.limits import DEFAULT_MAX_PIXELS
+from sdk.postprocess import pack_detections
 
 INPUT_NAME = "images"
 #: (name, KServe datatype, numpy dtype, per-image dims with K = -1)
@@ -230,25 +231,13 @@ def _parse_parameters(request: service_pb2.ModelInferRequest) -> tuple[float, in
 def detections_to_tensors(dets: Sequence[Detections], k: int, *, masks: bool = False) -> dict[str, np.ndarray]:
     """Pack per-image ``Detections`` (original pixels) into the zero-padded [N, K] outputs;
     ``masks``: also the ``masks`` BYTES [N, K] output (JSON of each mask's COCO RLE)."""
-    n = len(dets)
-    out = {
-        "num_dets": np.zeros((n, 1), np.int32),
-        "boxes": np.zeros((n, k, 4), np.float32),
-        "scores": np.zeros((n, k), np.float32),
-        "labels": np.zeros((n, k), np.int32),
-    }
-    for i, det in enumerate(dets):
-        m = min(len(det), k)
-        out["num_dets"][i, 0] = m
-        out["boxes"][i, :m] = det.boxes[:m]
-        out["scores"][i, :m] = det.scores[:m]
-        out["labels"][i, :m] = det.labels[:m]
+    out = pack_detections([(d.boxes, d.scores, d.labels) for d in dets], max_det=k)
     if masks:
         import json
 
         from sdk.masks import encode_rle
 
-        out["masks"] = np.full((n, k), b"", dtype=np.object_)
+        out["masks"] = np.full((len(dets), k), b"", dtype=np.object_)
         for i, det in enumerate(dets):
             for j in range(min(len(det), k) if det.masks is not None else 0):
                 out["masks"][i, j] = json.dumps(encode_rle(det.masks[j]), separators=(",", ":")).encode()

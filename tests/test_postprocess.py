@@ -5,26 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdk.postprocess import decode_outputs
+from sdk.postprocess import decode_outputs, pack_detections
 from sdk.preprocess import Preprocess, preprocess_batch
 
 CLASSES = ("a", "b", "c")
 
 
 def _outputs(num_dets, boxes, scores, labels, k=4):
-    b = len(num_dets)
-    out = {
-        "num_dets": np.asarray(num_dets, np.int32).reshape(b, 1),
-        "boxes": np.zeros((b, k, 4), np.float32),
-        "scores": np.zeros((b, k), np.float32),
-        "labels": np.zeros((b, k), np.int32),
-    }
-    for i in range(b):
-        n = len(scores[i])
-        out["boxes"][i, :n] = boxes[i]
-        out["scores"][i, :n] = scores[i]
-        out["labels"][i, :n] = labels[i]
-    return out
+    """Contract 2 for per-image lists (already in descending score order)."""
+    assert [len(sc) for sc in scores] == list(num_dets)
+    return pack_detections(list(zip(boxes, scores, labels)), max_det=k)
 
 
 def test_rows_past_num_dets_are_ignored_and_boxes_map_back():
@@ -86,3 +76,22 @@ def test_postprocess_record_is_defined_and_validated_once():
                          ({"score_thr": "0.1", "iou_thr": 0.5, "max_det": 5}, "score_thr must be a number")]:
         with pytest.raises(ConfigError, match=message):
             Postprocess.from_dict(bad)
+
+
+def test_pack_detections_orders_truncates_pads_and_decodes_back():
+    boxes = np.array([[0, 0, 4, 4], [1, 1, 5, 5], [2, 2, 6, 6], [3, 3, 7, 7]], np.float32)
+    scores = np.array([0.2, 0.9, 0.5, 0.9], np.float32)  # a tie: the earlier row stays first
+    labels = np.array([0, 1, 2, 0])
+    out = pack_detections([(boxes, scores, labels), (np.zeros((0, 4)), np.zeros(0), np.zeros(0))], max_det=3)
+    assert {k: (v.dtype, v.shape) for k, v in out.items()} == {
+        "num_dets": (np.int32, (2, 1)), "boxes": (np.float32, (2, 3, 4)),
+        "scores": (np.float32, (2, 3)), "labels": (np.int32, (2, 3)),
+    }
+    assert out["num_dets"].ravel().tolist() == [3, 0]
+    assert out["scores"][0].tolist() == pytest.approx([0.9, 0.9, 0.5]) and out["labels"][0].tolist() == [1, 0, 2]
+    np.testing.assert_array_equal(out["boxes"][0], boxes[[1, 3, 2]])
+    assert not out["boxes"][1].any() and not out["scores"][1].any() and not out["labels"][1].any()
+    _, records = preprocess_batch([np.zeros((8, 8, 3), np.uint8)] * 2, Preprocess(size=(8, 8)))
+    first, empty = decode_outputs(out, records, CLASSES)
+    np.testing.assert_array_equal(first.boxes, boxes[[1, 3, 2]])
+    assert len(empty) == 0

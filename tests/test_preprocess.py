@@ -121,7 +121,7 @@ def test_boxes_to_original_clips_to_the_image():
     assert record.boxes_to_original(np.zeros((0, 4))).shape == (0, 4)
 
 
-def test_batch_mixed_sizes_letterbox_equals_single():
+def test_wiring_batch_mixed_sizes_letterbox_equals_single():
     pre = Preprocess(size=(64, 64))
     images = [_image(100, 50, 1), _image(20, 90, 2), _image(64, 64, 3)]
     batch, records = preprocess_batch(images, pre)
@@ -133,7 +133,7 @@ def test_batch_mixed_sizes_letterbox_equals_single():
 
 
 @pytest.mark.parametrize("pre", [Preprocess(size=(48, 48)), Preprocess(mode="keep_ratio", size=(32, 64))])
-def test_batch_with_loader_equals_preloaded(pre):
+def test_wiring_batch_with_loader_equals_preloaded(pre):
     images = [_image(100, 50, 1), _image(20, 90, 2)]
     loaded = []
 

@@ -2,7 +2,7 @@
 
 For each model (the quickstart's trained model with its validation set for mAP, then
 RetinaNet R50 and Faster R-CNN R50 with seeded random weights at 800x1088): torchvision
-eager fp32 and SDK eager fp32 (``sdk.benchmarks.suite``), SDK eager under
+eager fp32 and SDK eager fp32 (``sdk.benchmarks.backend_suite``), SDK eager under
 ``torch.autocast`` (AMP: float16 on CUDA; bfloat16 in the CPU dry run), then each export
 target (AOTInductor fp16 and fp32 on CUDA). Rows are yielded as they finish, so the
 caller writes each one before the next export starts; speed-ups are against the
@@ -56,7 +56,7 @@ def dry_run_models() -> list[E2EModel]:
 
 def resolve_checkpoint(model: E2EModel, work_dir: Path) -> tuple[Path, Path | None, str]:
     """(checkpoint, dataset or None, weights description), writing random weights when needed."""
-    from sdk.benchmarks.suites import random_checkpoint
+    from sdk.benchmarks.committed_suites import random_checkpoint
 
     if model.checkpoint is not None and model.checkpoint.is_file():
         dataset = model.dataset if model.dataset is not None and model.dataset.is_file() else None
@@ -77,7 +77,7 @@ def model_rows(
     import torch
 
     from sdk.benchmarks.images import synthetic_images
-    from sdk.benchmarks.suite import SDK_EAGER_ROW, TORCHVISION_ROW, run_suite
+    from sdk.benchmarks.backend_suite import SDK_EAGER_ROW, TORCHVISION_ROW, run_suite
     from sdk.benchmarks.suite_report import summary_rows
 
     checkpoint, dataset, weights = resolve_checkpoint(model, work_dir)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 import sdk.trt_plugins  # noqa: F401  registers torch.ops.sdk.* before any tracing
 from sdk.errors import ConfigError
-from sdk.models.inputs import as_image_list
+from sdk.models.inputs import ImageNormalizer, as_image_list
 from sdk.postprocess_record import Postprocess
 from sdk.preprocess import Preprocess
 
@@ -33,24 +33,20 @@ class DetectionOutputs(NamedTuple):
     labels: Tensor
 
 
-class InputNormalizer(nn.Module):
+class InputNormalizer(ImageNormalizer):
     """``images`` -> float32 network input, exactly ``Preprocess.normalize``.
 
     With ``preprocess.normalize_in_graph`` the graph takes uint8 [B, 3, H, W] and
-    computes ``(x.float() - mean) / std`` (RGB, 0-255 scale); otherwise it takes the
+    normalizes it (``sdk.models.inputs.ImageNormalizer``); otherwise it takes the
     already normalized float32 batch and passes it through.
     """
 
     def __init__(self, preprocess: Preprocess) -> None:
-        super().__init__()
+        super().__init__(preprocess)
         self.in_graph = bool(preprocess.normalize_in_graph)
-        self.register_buffer("mean", torch.tensor(preprocess.mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(preprocess.std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, images: Tensor) -> Tensor:
-        if self.in_graph:
-            return (images.float() - self.mean) / self.std
-        return images.float()
+        return super().forward(images) if self.in_graph else images.float()
 
 
 def input_size(preprocess: Preprocess) -> tuple[int, int]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sdk.cli.arguments import add_device_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -111,7 +113,7 @@ def _model_dataset_args(p: argparse.ArgumentParser, several: bool = False) -> No
         p.add_argument("model", metavar="MODEL", help="SDK .pt checkpoint or model_dir (any backend and precision)")
     p.add_argument("--dataset", required=True, metavar="ANN_JSON", help="COCO annotation file")
     p.add_argument("--images", metavar="DIR", help="folder the file_names are relative to (default <ann_dir>/../images)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    add_device_argument(p)
     p.add_argument("--batch-size", type=_positive_int, default=None, help="images per inference call")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

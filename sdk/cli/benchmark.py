@@ -1,17 +1,19 @@
 """``sdk benchmark``: latency, throughput, memory and accuracy, in three modes.
 
-    sdk benchmark MODEL [--backend B] [--batch 1,8] ...      one model_dir or checkpoint
+    sdk benchmark model MODEL [--backend B] [--batch 1,8] ...   one model_dir or checkpoint
     sdk benchmark suite CKPT [--backends B[:P] ...] [--out DIR] [--force]
-                                                             every backend and precision vs torchvision
-    sdk benchmark --server URL [--model NAME] ...            a running server, gRPC or HTTP (load generator)
+                                                               every backend and precision vs torchvision
+    sdk benchmark server URL [--model NAME] [--concurrency ...]  a running server, gRPC or HTTP (load generator)
 
-MODEL mode times decode, preprocess, inference and postprocess separately (warm-up
-excluded, device synchronized before every clock read) and reports mean/p50/p90/p99
-latency, images/s per batch size, peak memory, parameters and GFLOPs, and with
-``--dataset`` the bbox mAP. A checkpoint given with ``--backend BACKEND[:PRECISION]``
-(onnxruntime, openvino, tensorrt, aoti; e.g. ``openvino:bf16``) is exported first (to
-a temporary model_dir); ``--backend torchvision`` runs torchvision's own eager model
-with the checkpoint's weights. The code lives in ``sdk.benchmarks``.
+Each mode is a subcommand with its own options (``sdk benchmark MODE --help``); an
+option of another mode is a usage error. ``model`` times decode, preprocess, inference
+and postprocess separately (warm-up excluded, device synchronized before every clock
+read) and reports mean/p50/p90/p99 latency, images/s per batch size, peak memory,
+parameters and GFLOPs, and with ``--dataset`` the bbox mAP. A checkpoint given with
+``--backend BACKEND[:PRECISION]`` (onnxruntime, openvino, tensorrt, aoti; e.g.
+``openvino:bf16``) is exported first (to a temporary model_dir); ``--backend
+torchvision`` runs torchvision's own eager model with the checkpoint's weights. The
+code lives in ``sdk.benchmarks``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from sdk.cli.arguments import hw_type
+from sdk.cli.arguments import add_device_argument, hw_type
 
 
 def _int_list(text: str) -> list[int]:
@@ -35,24 +37,88 @@ def _int_list(text: str) -> list[int]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from sdk.benchmarks.targets import CPU_TARGETS, CUDA_TARGETS, EXPORT_BACKENDS, PRECISIONS
-
     parser = subparsers.add_parser(
         "benchmark",
         help="measure latency/FPS/memory/mAP of a model, a backend suite, or a server",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        add_help=False,
     )
-    parser.add_argument("-h", "--help", action=ModeHelp, nargs=0,
-                        help="show this help (after `suite`, or with --server: that mode's options only)")
-    parser.add_argument(
-        "targets", nargs="*", metavar="MODEL | suite CKPT",
-        help="a model_dir or .pt checkpoint; or the word 'suite' and a checkpoint; nothing with --server",
+    modes = parser.add_subparsers(dest="mode", metavar="MODE")
+    modes.required = True
+    _register_model(modes)
+    _register_suite(modes)
+    _register_server(modes)
+
+
+def _register_model(modes: argparse._SubParsersAction) -> None:
+    p = modes.add_parser(
+        "model", help="one model_dir or checkpoint: latency per stage, images/s, memory, GFLOPs, mAP",
+        description="Time one model_dir (on its own backend) or SDK checkpoint (eager, torchvision's model, or "
+                    "exported first with --backend) stage by stage.",
     )
-    common = parser.add_argument_group("measurement (model and suite modes)")
-    common.add_argument("--batch", type=_int_list, default=None,
-                        help="comma-separated batch sizes (default: 1; suite: 1,8)")
+    p.add_argument("model", metavar="MODEL", help="a model_dir or an SDK .pt checkpoint")
+    _add_measurement_arguments(p, default_batch="1", device_what="the model runs")
+    group = p.add_argument_group("model")
+    group.add_argument("--backend", default=None,
+                       help="for a checkpoint: torch (default), torchvision, or an export target backend[:precision] "
+                       "(onnxruntime, openvino:bf16, onnxruntime:int8, tensorrt, aoti: exported first); "
+                       "a model_dir runs on its own backend")
+    group.add_argument("--json", default=None, metavar="OUT.json", help="write the result as JSON")
+    group.add_argument("--markdown", default=None, metavar="OUT.md", help="write a markdown report")
+    group.add_argument("--plot", default=None, metavar="OUT.png", help="plot latency per image against batch size")
+    p.set_defaults(func=_run_model)
+
+
+def _register_suite(modes: argparse._SubParsersAction) -> None:
+    from sdk.benchmarks.targets import CPU_TARGETS, CUDA_TARGETS, EXPORT_BACKENDS, PRECISIONS
+
+    p = modes.add_parser(
+        "suite", help="every backend and precision of a checkpoint next to torchvision eager and SDK eager",
+        description="Export CKPT to every (backend, precision) this machine can run and time each next to "
+                    "torchvision's eager model and the SDK's eager model; writes suite.{json,md} and a plot to --out.",
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="an SDK .pt checkpoint")
+    _add_measurement_arguments(p, default_batch="1,8", device_what="the rows run (the default --backends follow it)")
+    group = p.add_argument_group("suite")
+    group.add_argument("--backends", nargs="+", default=None, metavar="BACKEND[:PRECISION]",
+                       help="export rows as backend[:precision] items, space- or comma-separated, e.g. "
+                       f"onnxruntime:int8 openvino:bf16 (precision default fp32; backends {', '.join(EXPORT_BACKENDS)}; "
+                       f"precisions {', '.join(PRECISIONS)}). Default on CPU: {' '.join(t.item for t in CPU_TARGETS)}; "
+                       f"on CUDA: {' '.join(t.item for t in CUDA_TARGETS)}. "
+                       "Rows this machine cannot run show as skipped with the reason")
+    group.add_argument("--out", default="runs/benchmark", help="suite output folder (default: %(default)s)")
+    group.add_argument("--force", action="store_true",
+                       help="overwrite an existing result in --out even when the machine's load exceeded its "
+                       "logical cores during the run (default: write it beside as suite.loaded.*)")
+    p.set_defaults(func=_run_suite)
+
+
+def _register_server(modes: argparse._SubParsersAction) -> None:
+    p = modes.add_parser(
+        "server", help="a running KServe v2 / Triton server under closed-loop load (sdk.serving.loadgen)",
+        description="Closed-loop load generator (perf_analyzer's columns) against a running server, gRPC or REST; "
+                    "exit status 1 when requests failed.",
+    )
+    p.add_argument("url", metavar="URL",
+                   help="host:port or grpc://host:port (gRPC), http://host:port (REST); https:// and grpcs:// for TLS")
+    p.add_argument("--model", default=None, metavar="NAME", help="model name on the server (default: its only model)")
+    p.add_argument("--concurrency", type=_int_list, default=[1, 2, 4, 8, 16],
+                   help="comma-separated concurrency levels (default: 1,2,4,8,16)")
+    p.add_argument("--duration", type=float, default=10.0, metavar="S",
+                   help="seconds per concurrency level (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=1, help="images per request (default: %(default)s)")
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="folder of images to send (default: 8 synthetic 480x640 JPEGs)")
+    p.add_argument("--csv", default=None, metavar="OUT.csv", help="write one CSV row per concurrency level")
+    p.add_argument("--token-file", default=None, help="file holding the server's bearer token")
+    p.set_defaults(func=_run_server)
+
+
+def _add_measurement_arguments(p: argparse.ArgumentParser, *, default_batch: str, device_what: str) -> None:
+    """Options the ``model`` and ``suite`` modes share (one definition)."""
+    common = p.add_argument_group("measurement")
+    common.add_argument("--batch", type=_int_list, default=_int_list(default_batch),
+                        help=f"comma-separated batch sizes (default: {default_batch})")
     common.add_argument("--input-size", type=hw_type, default=None, metavar="HxW",
                         help="network input (letterbox size or keep_ratio canvas) for a checkpoint (default: its record)")
     common.add_argument("--warmup", type=int, default=3, help="untimed iterations per batch size (default: %(default)s)")
@@ -66,7 +132,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also compute bbox mAP on this COCO annotation file (images: --dataset-images)")
     common.add_argument("--dataset-images", default=None, metavar="DIR",
                         help="folder the annotation file names are relative to (default: <root>/images)")
-    common.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     common.add_argument("--threads", type=int, default=None,
                         help="CPU threads of the network (torch, ONNX Runtime, OpenVINO, AOTInductor); "
                         "default the library's. "
@@ -75,82 +140,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also measure the dense MatMul/Conv GFLOP/s per precision (ONNX Runtime, OpenVINO, "
                         "numpy, torch; ~10 s) and report the fraction of the model's precision's reference achieved")
     common.add_argument("--no-progress", action="store_true", help="no progress bars")
-    single = parser.add_argument_group("model mode")
-    single.add_argument("--backend", default=None,
-                        help="for a checkpoint: torch (default), torchvision, or an export target backend[:precision] "
-                        "(onnxruntime, openvino:bf16, onnxruntime:int8, tensorrt, aoti: exported first); "
-                        "a model_dir runs on its own backend")
-    single.add_argument("--json", default=None, metavar="OUT.json", help="write the result as JSON")
-    single.add_argument("--markdown", default=None, metavar="OUT.md", help="write a markdown report")
-    single.add_argument("--plot", default=None, metavar="OUT.png", help="plot latency per image against batch size")
-    suite = parser.add_argument_group("suite mode")
-    suite.add_argument("--backends", nargs="+", default=None, metavar="BACKEND[:PRECISION]",
-                       help="export rows as backend[:precision] items, space- or comma-separated, e.g. "
-                       f"onnxruntime:int8 openvino:bf16 (precision default fp32; backends {', '.join(EXPORT_BACKENDS)}; "
-                       f"precisions {', '.join(PRECISIONS)}). Default on CPU: {' '.join(t.item for t in CPU_TARGETS)}; "
-                       f"on CUDA: {' '.join(t.item for t in CUDA_TARGETS)}. "
-                       "Rows this machine cannot run show as skipped with the reason")
-    suite.add_argument("--out", default="runs/benchmark", help="suite output folder (default: %(default)s)")
-    suite.add_argument("--force", action="store_true",
-                       help="overwrite an existing result in --out even when the machine's load exceeded its "
-                       "logical cores during the run (default: write it beside as suite.loaded.*)")
-    server = parser.add_argument_group("server mode (delegates to sdk.serving.loadgen)")
-    server.add_argument("--server", default=None, metavar="URL",
-                        help="a KServe v2 / Triton server: host:port or grpc://host:port (gRPC), "
-                        "http://host:port (REST); https:// and grpcs:// for TLS")
-    server.add_argument("--model", default=None, metavar="NAME",
-                        help="model name on the server (default: its only model)")
-    server.add_argument("--concurrency", type=_int_list, default=[1, 2, 4, 8, 16],
-                        help="comma-separated concurrency levels (default: 1,2,4,8,16)")
-    server.add_argument("--csv", default=None, metavar="OUT.csv", help="write one CSV row per concurrency level")
-    server.add_argument("--token-file", default=None, help="file holding the server's bearer token")
-    parser.set_defaults(func=run)
+    add_device_argument(p, what=device_what)
 
 
-# The argument groups each mode reads (titles as in register()).
-MODE_GROUPS = {
-    "suite": ("measurement (model and suite modes)", "suite mode"),
-    "server": ("server mode (delegates to sdk.serving.loadgen)",),
-}
-MODE_USAGE = {"suite": "sdk benchmark suite CKPT [options]", "server": "sdk benchmark --server URL [options]"}
-
-
-class ModeHelp(argparse.Action):
-    """``-h`` that, after ``suite`` or with ``--server``, shows only that mode's options
-    (the modes share one parser: the mode is picked from the positionals)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        targets = getattr(namespace, "targets", None) or []
-        mode = "suite" if targets[:1] == ["suite"] else "server" if getattr(namespace, "server", None) else None
-        if mode is None:
-            parser.print_help()
-            parser.exit()
-        groups, usage = parser._action_groups, parser.usage
-        keep = {"options", "optional arguments", *MODE_GROUPS[mode]}
-        try:
-            parser._action_groups = [g for g in groups if g.title in keep]
-            parser.usage = MODE_USAGE[mode]
-            parser.print_help()
-        finally:
-            parser._action_groups, parser.usage = groups, usage
-        parser.exit()
-
-
-def run(args: argparse.Namespace) -> int:
-    from sdk.errors import ConfigError
-
-    command = "sdk " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-    if args.server:
-        if args.targets:
-            raise ConfigError("--server mode takes no MODEL: pass the server's model name with --model")
-        return _run_server(args)
-    if len(args.targets) == 2 and args.targets[0] == "suite":
-        return _run_suite(args, command)
-    if len(args.targets) == 1 and args.targets[0] != "suite":
-        return _run_model(args, command)
-    raise ConfigError(
-        "usage: `sdk benchmark MODEL`, `sdk benchmark suite CKPT` or `sdk benchmark --server URL [--model NAME]`"
-    )
+def _command() -> str | None:
+    """The command line as typed, recorded in the result files."""
+    return "sdk " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
 
 
 def _images(args: argparse.Namespace) -> tuple[list[bytes], str]:
@@ -174,13 +169,14 @@ def _timing_kwargs(args: argparse.Namespace) -> dict:
             "threads": args.threads}
 
 
-def _run_model(args: argparse.Namespace, command: str | None) -> int:
+def _run_model(args: argparse.Namespace) -> int:
     from sdk.benchmarks import report
     from sdk.benchmarks.single import benchmark_target
 
+    command = _command()
     encoded, label = _images(args)
     result = benchmark_target(
-        args.targets[0], encoded, backend=args.backend, device=args.device, batch_sizes=args.batch or [1],
+        args.model, encoded, backend=args.backend, device=args.device, batch_sizes=args.batch,
         input_size=args.input_size, images_label=label, dataset=args.dataset, dataset_images=args.dataset_images,
         peak=args.peak, **_timing_kwargs(args),
     )
@@ -195,15 +191,16 @@ def _run_model(args: argparse.Namespace, command: str | None) -> int:
     return 0
 
 
-def _run_suite(args: argparse.Namespace, command: str | None) -> int:
-    from sdk.benchmarks.suite import run_suite
+def _run_suite(args: argparse.Namespace) -> int:
+    from sdk.benchmarks.backend_suite import run_suite
     from sdk.benchmarks.suite_report import write_suite
     from sdk.benchmarks.targets import default_targets, parse_targets
 
     targets = parse_targets(args.backends) if args.backends else list(default_targets(args.device))
+    command = _command()
     encoded, label = _images(args)
     suite = run_suite(
-        args.targets[1], encoded, backends=targets, device=args.device, batch_sizes=args.batch or [1, 8],
+        args.checkpoint, encoded, backends=targets, device=args.device, batch_sizes=args.batch,
         input_size=args.input_size, images_label=label, dataset=args.dataset, dataset_images=args.dataset_images,
         out_dir=args.out, **_timing_kwargs(args),
     )
@@ -219,12 +216,16 @@ def _run_suite(args: argparse.Namespace, command: str | None) -> int:
 def _run_server(args: argparse.Namespace) -> int:
     from sdk.serving.loadgen import format_table, run_load, write_csv
 
+    from sdk.errors import ConfigError
+
+    if args.duration <= 0 or args.batch < 1:
+        raise ConfigError("--duration must be > 0 and --batch >= 1")
     token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else None
-    model = args.model or _only_model(args.server, token)
+    model = args.model or _only_model(args.url, token)
     encoded, _ = _images(args)
     rows = run_load(
-        args.server, model, concurrency_levels=args.concurrency, duration_s=args.duration or 10.0,
-        images=encoded, token=token, batch_size=(args.batch or [1])[0],
+        args.url, model, concurrency_levels=args.concurrency, duration_s=args.duration,
+        images=encoded, token=token, batch_size=args.batch,
     )
     print(format_table(rows))
     if args.csv:

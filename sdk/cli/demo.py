@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sdk.cli.arguments import add_device_argument
+
 WINDOW = "sdk demo"
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
 
@@ -52,7 +54,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser, *, show_default: bool
     parser.add_argument(
         "--score-thr", type=float, default=0.3, help="draw detections scoring at least this (default: %(default)s)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    add_device_argument(parser)
     parser.add_argument(
         "--show",
         action=argparse.BooleanOptionalAction,  # one flag pair: --show / --no-show

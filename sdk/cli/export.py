@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from sdk.cli.arguments import add_device_argument
 from sdk.converters.calibration import DEFAULT_CALIB_COUNT
 from sdk.precision import DEFAULT_MAX_MAP_DROP, PRECISIONS
 
@@ -24,9 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="runtime the model_dir is for (default onnxruntime); auto: TensorRT where it and a GPU "
                         "exist, else AOTInductor on CUDA; on a CPU OpenVINO for bf16/int8, else ONNX Runtime "
                         "(auto picks the backend, never the precision)")
-    p.add_argument("--device", default=None,
-                   help="cpu or cuda[:N]: what AOTInductor compiles for and what auto chooses by "
-                        "(default: cuda when a GPU is visible, else cpu)")
+    add_device_argument(p, allow_auto=True, what="the model_dir will run: what AOTInductor compiles for and "
+                        "what --backend auto chooses by")
     p.add_argument("--flavor", default="onnxruntime", choices=("onnxruntime", "tensorrt"),
                    help="ONNX lowering of NMS / RoIAlign: standard ONNX ops (onnxruntime, default) or "
                         "sdk:: TensorRT plugin nodes (tensorrt)")
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     options = ExportOptions(
         backend=args.backend, precision=resolve_precision(args), flavor=args.flavor, max_batch=args.max_batch,
         input_size=parse_size(args.input_size), postprocess=postprocess, opset=args.opset, simplify=args.simplify,
-        device=args.device, calib_images=args.calib_images, calib_dataset=args.calib_dataset,
+        device=None if args.device == "auto" else args.device, calib_images=args.calib_images, calib_dataset=args.calib_dataset,
         calib_count=args.calib_count, int8_float_outputs=args.int8_float_outputs, workspace_gb=args.workspace, timing_cache=args.timing_cache,
     )
     options = resolve_backend(options)
@@ -156,7 +156,8 @@ def check_gate_data(precision: str, dataset: str | None) -> None:
 def verify_export(model_dir: Path, checkpoint: Path, precision: str, dataset: str | None, max_map_drop: float | None):
     """Run the accuracy gate on ``model_dir`` and print its report; returns the report."""
     from sdk.cli.test import default_images_dir
-    from sdk.engine.verify import Tolerance, format_report, synthetic_images, verify_model_dir
+    from sdk.data.synthetic import synthetic_images
+    from sdk.engine.verify import Tolerance, format_report, verify_model_dir
 
     tolerance = Tolerance.for_precision(precision, max_map_drop=max_map_drop)
     if dataset is None:

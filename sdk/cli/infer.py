@@ -16,6 +16,8 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from sdk.cli.arguments import add_device_argument
+
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--score-thr", type=float, default=0.3, help="keep detections scoring at least this (default: %(default)s)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    add_device_argument(parser)
     parser.add_argument(
         "--batch-size", type=int, default=None, help="images per backend call (default: the model's maximum batch)"
     )

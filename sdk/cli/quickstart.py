@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from sdk.cli.arguments import add_device_argument
+
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "quickstart_tiny.py"
@@ -255,7 +257,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                    help="synthetic.KEY=VALUE sets a dataset parameter (e.g. synthetic.num_train=64); other keys "
                         "override the training config (e.g. schedule.epochs=1)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    add_device_argument(p, what="training, export and inference run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     p.epilog = "OUT belongs to the quickstart: a rerun retrains OUT/train from scratch, replacing its checkpoints."

@@ -14,6 +14,8 @@ import argparse
 import ipaddress
 import logging
 
+from sdk.cli.arguments import add_device_argument
+
 log = logging.getLogger(__name__)
 
 
@@ -26,7 +28,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR", help="model_dir(s) written by `sdk export`")
     p.add_argument("--model-name", help="serve the (single) model under this name instead of its folder name")
-    p.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'cuda:N' (default: cpu)")
+    add_device_argument(p, what="the models run")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port, default=8001, help="gRPC port, or 'off' (default 8001, Triton's)")
     p.add_argument(

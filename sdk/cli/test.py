@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sdk.cli.arguments import add_device_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drop detections scoring below this before evaluation (default: keep all the model returns)")
     p.add_argument("--batch-size", type=int, default=None, help="images per inference call (default: the model's maximum)")
     p.add_argument("--workers", type=int, default=2, help="image-decoding worker processes (default 2)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    add_device_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sdk.cli.arguments import add_device_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -12,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a detector from a config file",
         description=(
             "Train a detector from a config (configs/*.py). Writes WORK_DIR/{latest.pt, best.pt, log.jsonl, "
-            "config.json, curves.png}; an existing run there is continued with --resume or replaced with --overwrite. Several processes: torchrun --nproc_per_node N -m sdk.cli.main train CONFIG"
+            "config.json, curves.png}; an existing run there is continued with --resume or replaced with --overwrite. Several processes: torchrun --nproc_per_node N -m sdk.cli.main train CONFIG --device cuda"
         ),
     )
     p.add_argument("config", help="config file (e.g. configs/quickstart_tiny.py); put --resume after it")
@@ -32,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--auto-scale-lr", action="store_true",
                    help="scale schedule.lr linearly by total batch / schedule.base_batch_size")
     p.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU); same as schedule.amp=True")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's runtime.device)")
+    add_device_argument(p, allow_auto=True, from_config=True, what="training runs (sets runtime.device)")
     p.add_argument("--no-validate", action="store_true", help="skip validation (no best.pt is written)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=run)

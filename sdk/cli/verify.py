@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sdk.precision import DEFAULT_MAX_MAP_DROP
+from sdk.cli.arguments import add_device_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-match", type=float,
                    help="smallest fraction of detections that must match (default 0.98 for fp32; reduced "
                         "precisions report it without gating)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    add_device_argument(p, what="the model_dir and the checkpoint run")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -47,6 +47,7 @@ SYNTH_CLASSES: tuple[str, ...] = SHAPE_KINDS
 """Category names of the synthetic dataset, in category-id order (ids 1..C)."""
 
 _SPLIT_CODES = {"train": 1, "val": 2}  # part of each image's seed: splits never share images
+_SAMPLE_CODE = 3  # the same for synthetic_images, which never repeats a dataset image
 
 
 @dataclass(frozen=True)
@@ -246,11 +247,35 @@ def _image_shape(rng: np.random.Generator, config: SynthConfig) -> tuple[int, in
     return height, width
 
 
-def _write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:
+def synthetic_images(count: int, *, size: tuple[int, int] | None = None, seed: int = 0) -> list[np.ndarray]:
+    """``count`` shapes images, (H, W, 3) uint8 RGB, drawn as the dataset's (default
+    ``SynthConfig``) but without annotations: inputs for checks and timing without data
+    (export verification, ``sdk benchmark``, tests). The one synthetic-image source.
+
+    ``size`` (H, W) for every image; ``None`` draws each side in 200..520 px, so the
+    images differ in size and aspect (and none has a typical network input's size).
+    Image *i* is a pure function of ``(seed, i)``.
+    """
+    # full clutter: textured everywhere, so random-weight models score few ties in parity tests
+    params = SynthConfig(clutter=1.0).render_params
+    images = []
+    for index in range(count):
+        rng = np.random.default_rng([seed, _SAMPLE_CODE, index])
+        height, width = size if size is not None else (int(v) for v in rng.integers(200, 521, size=2))
+        images.append(render_image(rng, height, width, params).image)
+    return images
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 92) -> bytes:
+    """(H, W, 3) uint8 RGB -> JPEG bytes (OpenCV, ``quality`` 1..100)."""
     ok, data = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGR array
-        raise RuntimeError(f"OpenCV failed to encode {path}")
-    path.write_bytes(data.tobytes())
+        raise RuntimeError("OpenCV failed to encode a JPEG")
+    return data.tobytes()
+
+
+def _write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:
+    path.write_bytes(encode_jpeg(rgb, quality))
 
 
 def _jsonable(config: SynthConfig) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from sdk.engine.rng import capture_rng_state, restore_rng_state, seed_everything
 from sdk.engine.run_log import RunLog, plot_curves
 from sdk.engine.schedules import build_lr_scheduler, build_optimizer, load_scheduler_state, scaled_lr
 from sdk.errors import ConfigError, SDKError
+from sdk.models.inputs import ImageNormalizer
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,7 @@ class Trainer:
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEMA(self.model, decay=sched.ema_decay, tau=sched.ema_tau) if sched.ema else None
-        self.mean = torch.tensor(self.preprocess.mean, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.preprocess.std, device=self.device).view(1, 3, 1, 1)
+        self.normalize = ImageNormalizer(self.preprocess).to(self.device)
 
         self.max_det = int(ckpt_io.postprocess_record(cfg.model.name, cfg.model.overrides)["max_det"])
         self.start_epoch, self.step, self.best_map, self.best_epoch = 0, 0, None, None
@@ -330,7 +330,7 @@ class Trainer:
     def train_step(self, images: torch.Tensor, targets: list[dict], *, epoch: int, it: int) -> dict[str, float]:
         """One optimizer step on a uint8 [B, 3, H, W] batch; returns the loss terms."""
         images = images.to(self.device, non_blocking=True)
-        images = (images.float() - self.mean) / self.std  # Preprocess.normalize arithmetic
+        images = self.normalize(images)
         # masks (Mask R-CNN) travel when the dataset has them; other models ignore them
         targets = [{k: t[k].to(self.device) for k in ("boxes", "labels", "masks") if k in t} for t in targets]
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):

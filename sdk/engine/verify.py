@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sdk.data.synthetic import synthetic_images
 from sdk.detections import Detections
 from sdk.errors import ConfigError
 from sdk.images import IMAGE_SUFFIXES, list_image_folder, load_image
@@ -143,29 +144,6 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
     area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
-
-
-def synthetic_images(count: int, *, seed: int = 0) -> list[np.ndarray]:
-    """``count`` RGB images of different sizes with filled shapes on a noisy background
-    (the kind of picture the synthetic dataset holds), for a quick check without data."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        h, w = (int(v) for v in rng.integers(200, 520, size=2))
-        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        image = cv2.GaussianBlur(image, (0, 0), 3)
-        for _ in range(int(rng.integers(2, 6))):
-            color = tuple(int(c) for c in rng.integers(0, 256, 3))
-            x, y = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 40))
-            size = int(rng.integers(20, max(21, min(h - y, w - x, 160))))
-            if rng.random() < 0.5:
-                cv2.rectangle(image, (x, y), (x + size, y + size), color, -1)
-            else:
-                cv2.circle(image, (x + size // 2, y + size // 2), size // 2, color, -1)
-        images.append(image)
-    return images
 
 
 def load_image_folder(folder: str | os.PathLike, *, limit: int | None = None) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from sdk.errors import BackendUnavailableError, require
+from sdk.postprocess import pack_detections as pack_contract
 from sdk.preprocess import Preprocess
 from sdk.runtime.base import parse_device
 
@@ -41,15 +42,15 @@ class TorchBackend:
     def __init__(
         self, model: torch.nn.Module, *, preprocess: Preprocess, max_det: int, device: str = "cpu", max_batch: int = 8
     ) -> None:
-        torch = require("torch", extra="torch", purpose="Running a .pt checkpoint")
+        require("torch", extra="torch", purpose="Running a .pt checkpoint")
         self.device = _torch_device(device)
         self.model = model.eval().to(self.device)
         self.max_det = int(max_det)
         self.min_batch, self.max_batch = 1, int(max_batch)
         self.input_dtype = np.dtype(np.uint8 if preprocess.normalize_in_graph else np.float32)
-        # Same arithmetic as Preprocess.normalize and the exported graphs: (x.float() - mean) / std.
-        self._mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(preprocess.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        from sdk.models.inputs import ImageNormalizer
+
+        self._normalize = ImageNormalizer(preprocess).to(self.device)  # as the exported graphs
 
     @classmethod
     def from_checkpoint(
@@ -76,40 +77,18 @@ class TorchBackend:
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
-            x = (x.float() - self._mean) / self._std if x.dtype == torch.uint8 else x.float()
+            x = self._normalize(x) if x.dtype == torch.uint8 else x.float()
             detections = self.model(x)
         return pack_detections(detections, max_det=self.max_det)
 
 
 def pack_detections(detections: Sequence[dict[str, Any]], *, max_det: int) -> dict[str, np.ndarray]:
-    """Pad torchvision-style ``list[dict(boxes, scores, labels)]`` into contract 2.
-
-    Returns ``num_dets`` int32 [B, 1], ``boxes`` float32 [B, K, 4], ``scores`` float32
-    [B, K] (descending), ``labels`` int32 [B, K] with K = ``max_det``; when an image has
-    more than K detections the K highest-scoring are kept. Mask R-CNN's ``masks``
-    [N, 1, M, M] become ``masks`` float32 [B, K, M, M].
-    """
-    b = len(detections)
-    out = {
-        "num_dets": np.zeros((b, 1), np.int32),
-        "boxes": np.zeros((b, max_det, 4), np.float32),
-        "scores": np.zeros((b, max_det), np.float32),
-        "labels": np.zeros((b, max_det), np.int32),
-    }
-    if b and "masks" in detections[0]:
-        size = tuple(detections[0]["masks"].shape[-2:])
-        out["masks"] = np.zeros((b, max_det, *size), np.float32)
-    for i, det in enumerate(detections):
-        scores = _numpy(det["scores"]).astype(np.float32).reshape(-1)
-        order = np.argsort(-scores, kind="stable")[:max_det]
-        n = len(order)
-        out["num_dets"][i, 0] = n
-        if "masks" in out:
-            out["masks"][i, :n] = _numpy(det["masks"]).reshape(-1, *out["masks"].shape[2:])[order]
-        out["boxes"][i, :n] = _numpy(det["boxes"]).reshape(-1, 4)[order]
-        out["scores"][i, :n] = scores[order]
-        out["labels"][i, :n] = _numpy(det["labels"]).reshape(-1)[order]
-    return out
+    """Torchvision-style ``list[dict(boxes, scores, labels[, masks])]`` (tensors or arrays)
+    -> contract 2 (``sdk.postprocess.pack_detections``: K = ``max_det`` best per image);
+    Mask R-CNN's ``masks`` [N, 1, M, M] become ``masks`` float32 [B, K, M, M]."""
+    masks = [_numpy(d["masks"]) for d in detections] if detections and "masks" in detections[0] else None
+    return pack_contract([(_numpy(d["boxes"]), _numpy(d["scores"]), _numpy(d["labels"])) for d in detections],
+                         max_det=max_det, masks=masks)
 
 
 def _numpy(t: Any) -> np.ndarray:

@@ -1,27 +1,18 @@
 """Fixtures of the analysis tests: hand-made COCO files, a deterministic ONNX model_dir
-(the runtime tests' bright-box graph: it finds the one bright rectangle of an image
-exactly) and a random-weight ``fcos_tiny`` checkpoint on a tiny synthetic dataset."""
+(``support.bright_box``: it finds the one bright rectangle of an image exactly) and a
+random-weight ``fcos_tiny`` checkpoint on a tiny synthetic dataset."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from support.bright_box import bright_box_model_dir
 
 from sdk.preprocess import Preprocess
-
-_RUNTIME_CONFTEST = Path(__file__).resolve().parents[1] / "runtime" / "conftest.py"
-
-
-def _bright_box_module():
-    spec = importlib.util.spec_from_file_location("_bright_box_support", _RUNTIME_CONFTEST)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_coco(path: Path, images: list[dict], annotations: list[dict], categories: list[dict]) -> Path:
@@ -69,18 +60,8 @@ def bright_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bright_model_dir(tmp_path_factory) -> Path:
     """The bright-box ONNX model_dir (classes red, green, blue; 64 x 96 letterbox)."""
-    from sdk.converters.model_dir import write_model_dir
-
-    module = _bright_box_module()
     pre = Preprocess(mode="letterbox", size=(64, 96))
-    work = tmp_path_factory.mktemp("bright_model")
-    onnx_path = module.build_bright_box_onnx(work / "export.onnx", max_det=5, preprocess=pre)
-    return write_model_dir(
-        work / "model_dir", model_file=onnx_path, backend="onnxruntime", flavor="onnxruntime", precision="fp32",
-        model_name="bright_box", classes=module.CLASSES, preprocess=pre,
-        postprocess={"score_thr": 0.05, "iou_thr": 0.5, "max_det": 5}, input_shape=pre.static_shape,
-        max_batch=4, min_batch=1, move=True,
-    )
+    return bright_box_model_dir(tmp_path_factory.mktemp("bright_model"), preprocess=pre, max_det=5, max_batch=4)
 
 
 @pytest.fixture(scope="session")

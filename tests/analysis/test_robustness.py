@@ -45,7 +45,7 @@ def test_corruption_shape_determinism_and_severity(image, name):
         assert diff[1] > diff[0], f"{name}: severity 5 changes the image less than severity 1 ({diff})"
 
 
-def test_robustness_severity_zero_equals_clean_and_sdk_test(bright_model_dir, bright_dataset, tmp_path, capsys):
+def test_wiring_robustness_severity_zero_equals_clean_and_sdk_test(bright_model_dir, bright_dataset, tmp_path, capsys):
     tested = tmp_path / "tested.json"
     assert main(["test", str(bright_model_dir), "--dataset", str(bright_dataset), "--metrics-out", str(tested),
                  "--no-progress", "--workers", "0"]) == 0

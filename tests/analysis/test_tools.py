@@ -108,7 +108,7 @@ def test_publish_errors(tiny_checkpoint, tmp_path, capsys):
 
 
 # -- sdk test --format-only + sdk analyze eval ---------------------------------------
-def test_format_only_then_offline_eval_equals_sdk_test(bright_model_dir, bright_dataset, tmp_path, capsys):
+def test_wiring_format_only_then_offline_eval_equals_sdk_test(bright_model_dir, bright_dataset, tmp_path, capsys):
     unlabeled = tmp_path / "annotations" / "test.json"
     data = json.loads(bright_dataset.read_text())
     unlabeled.parent.mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sdk.benchmarks.suites import random_checkpoint
+from sdk.benchmarks.committed_suites import random_checkpoint
 
 
 @pytest.fixture(scope="module")

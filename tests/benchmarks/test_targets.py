@@ -74,7 +74,7 @@ def test_suite_exports_each_target_into_its_folder_with_calibration(
     ``models/<backend>_<precision>``, precision and calibration handed to the export,
     the calibration recorded in the int8 row, unavailable pairs skipped."""
     from sdk.benchmarks import exporting, harness
-    from sdk.benchmarks.suite import run_suite
+    from sdk.benchmarks.backend_suite import run_suite
 
     exports = []
 

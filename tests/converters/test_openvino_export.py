@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sdk.converters.model_dir import write_model_dir
 from sdk.converters.onnx_export import export_onnx
 from sdk.converters.openvino_export import convert_onnx_to_openvino
-from sdk.engine.verify import synthetic_images
+from sdk.data.synthetic import synthetic_images
 from sdk.errors import BackendUnavailableError, ConfigError, ModelDirError
 from sdk.manifest import load_model_dir
 from sdk.models.deploy import build_deploy_module

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sdk.data.shapes import RenderParams, render_image
-from sdk.data.synthetic import SYNTH_CLASSES, generate_synthetic_coco
+from sdk.data.synthetic import SYNTH_CLASSES, generate_synthetic_coco, synthetic_images
 from sdk.errors import ConfigError
 from sdk.images import load_image
 
@@ -140,3 +140,16 @@ def test_empty_images_and_class_subsets(tmp_path):
 def test_bad_knobs_raise_config_error(tmp_path, bad):
     with pytest.raises(ConfigError):
         generate_synthetic_coco(tmp_path / "x", **{**TINY, **bad})
+
+
+def test_synthetic_images_are_seeded_shapes_images_of_the_asked_size():
+    images = synthetic_images(3, seed=5)
+    assert all(im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3 for im in images)
+    assert all(200 <= side <= 520 for im in images for side in im.shape[:2])
+    assert len({im.shape for im in images}) > 1  # sizes differ, so resizing is exercised
+    again = synthetic_images(4, seed=5)
+    assert all(np.array_equal(a, b) for a, b in zip(images, again))  # image i depends on (seed, i) only
+    other = synthetic_images(1, seed=6)[0]
+    assert other.shape != images[0].shape or not np.array_equal(other, images[0])
+    fixed = synthetic_images(2, size=(48, 64), seed=0)
+    assert [im.shape for im in fixed] == [(48, 64, 3)] * 2 and fixed[0].std() > 10  # not a blank canvas

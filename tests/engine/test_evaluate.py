@@ -36,7 +36,7 @@ def test_sdk_test_prints_metrics_and_writes_results(trained_run, tiny_data, tmp_
     assert metrics["bbox_mAP"] == pytest.approx(max(r["bbox_mAP"] for r in log if r["type"] == "val"), abs=1e-4)
 
 
-def test_eager_predictor_matches_detector_on_the_checkpoint(trained_run, tiny_data):
+def test_wiring_eager_predictor_matches_detector_on_the_checkpoint(trained_run, tiny_data):
     from sdk.checkpoint import build_model_from_checkpoint
 
     model, meta = build_model_from_checkpoint(trained_run / "best.pt")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
 import torchvision
 from torch import nn
+from support.random_weights import informative_weights_
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 import sdk.models
@@ -33,61 +32,12 @@ def run_torchvision(model: nn.Module, images: torch.Tensor, targets: list[dict] 
     return model(list(images), targets)
 
 
-_CLASS_LAYER = re.compile(r"(cls_logits|cls_score|bbox_ctrness|classification_head\.module_list\.\d+\.1)$")
-_BOX_LAYER = re.compile(r"(bbox_reg|bbox_pred|regression_head\.module_list\.\d+\.1)$")
-
-
 def randomize_(model: nn.Module, images: torch.Tensor, *, seed: int) -> nn.Module:
-    """Give a freshly initialized detector informative random weights, in place.
-
-    Out of the box, torchvision's random detectors output near-constant scores (heads
-    initialized for a 1 % prior) or saturated ones (un-normalized R50 features), which
-    would make a comparison meaningless. Here BatchNorm affine parameters are drawn away
-    from the identity, backbone BatchNorm statistics are set from ``images`` (as after
-    training), and each prediction layer is rescaled so its outputs on ``images`` have a
-    useful spread: class logits std 1.5 around -1, box deltas std 0.3.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.weight.copy_(torch.rand(module.weight.shape, generator=generator) + 0.5)
-                module.bias.copy_(torch.rand(module.bias.shape, generator=generator) * 0.4 - 0.2)
-        norms = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
-        for norm in norms:
-            norm.momentum = 1.0  # running statistics := this batch's
-        model.backbone.train()(images)
-        for norm in norms:
-            norm.momentum = 0.1
-        model.eval()
-        # A two-stage model's RoI inputs depend on the RPN's outputs: rescale it twice.
-        for _ in range(2 if hasattr(model, "rpn") else 1):
-            _rescale_prediction_layers(model, images)
-    return model
-
-
-def _rescale_prediction_layers(model: nn.Module, images: torch.Tensor) -> None:
-    outputs: dict[str, list[torch.Tensor]] = {}
-    layers = {
-        name: module
-        for name, module in model.named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear)) and (_CLASS_LAYER.search(name) or _BOX_LAYER.search(name))
-    }
-    hooks = [
-        module.register_forward_hook(lambda m, i, o, name=name: outputs.setdefault(name, []).append(o.flatten()))
-        for name, module in layers.items()
-    ]
-    with torch.no_grad():
-        for module in layers.values():
-            module.bias.zero_()
-        run_torchvision(model, images)
-        for hook in hooks:
-            hook.remove()
-        for name, module in layers.items():
-            std = torch.cat(outputs[name]).std().clamp_min(1e-12)
-            is_class = bool(_CLASS_LAYER.search(name))
-            module.weight.mul_((1.5 if is_class else 0.3) / std)
-            module.bias.fill_(-1.0 if is_class else 0.0)
+    """Give a freshly initialized torchvision-style detector informative random weights,
+    in place (``support.random_weights``; class logits std 1.5 around -1), its
+    prediction layers measured through ``run_torchvision``."""
+    return informative_weights_(model, images, generator=torch.Generator().manual_seed(seed), class_std=1.5,
+                                class_bias=-1.0, forward=run_torchvision)
 
 
 def assert_same_detections(ours: list[dict], theirs: list[dict], *, min_dets: int) -> None:

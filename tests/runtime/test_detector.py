@@ -53,7 +53,7 @@ def test_boxes_map_back_to_original_pixels(make_model_dir, scene, scenes, name):
         assert dets.class_names == list(det.classes)
 
 
-def test_batch_equals_single(make_model_dir, scene, scenes):
+def test_wiring_batch_equals_single(make_model_dir, scene, scenes):
     det = Detector(make_model_dir(preprocess=PREPROCESSES["letterbox"], max_batch=3))
     images = [scene(h, w, box, rgb)[:, :, ::-1].copy() for h, w, box, rgb in scenes]  # BGR, as OpenCV reads
     singles = [det(img) for img in images]

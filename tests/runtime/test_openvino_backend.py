@@ -3,7 +3,7 @@ end, torch-freeness, the precision it compiles with, and the errors of bad uses.
 
 A random-weight FCOS tiny graph (module fixture, ~8 s) is packaged twice from one
 ONNX file, as an ``onnxruntime`` and an ``openvino`` model_dir; the fast checks use
-the hand-built bright-box graph of ``conftest.py`` converted to OpenVINO.
+the hand-built bright-box graph (``support.bright_box``) converted to OpenVINO.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from deploy_support import (  # noqa: E402
 from sdk import Detector  # noqa: E402
 from sdk.converters.model_dir import write_model_dir  # noqa: E402
 from sdk.converters.openvino_export import convert_onnx_to_openvino  # noqa: E402
-from sdk.engine.verify import match_detections, synthetic_images  # noqa: E402
+from sdk.data.synthetic import synthetic_images  # noqa: E402
+from sdk.engine.verify import match_detections  # noqa: E402
 from sdk.errors import BackendUnavailableError, ModelDirError  # noqa: E402
 from sdk.manifest import load_model_dir  # noqa: E402
 from sdk.preprocess import preprocess_batch  # noqa: E402

@@ -68,7 +68,7 @@ def test_model_metadata_and_config(triton):
 
 
 @pytest.mark.parametrize("binary_outputs", [True, False], ids=["binary-outputs", "json-outputs"])
-def test_bytes_batch_equals_detector(triton, detector, scenes, binary_outputs):
+def test_wiring_bytes_batch_equals_detector(triton, detector, scenes, binary_outputs):
     outputs = [httpclient.InferRequestedOutput(n, binary_data=binary_outputs) for n in ("num_dets", "boxes", "scores", "labels")]
     result = triton.infer(MODEL_NAME, [bytes_input([png_bytes(s) for s in scenes])], outputs=outputs, request_id="r1")
     response = result.get_response()
@@ -155,7 +155,7 @@ def test_predictions_multipart_and_query(server, detector, scenes, tmp_path):
     assert [len(rows) for rows in kept] == [int(s >= cut) for s in scores]
 
 
-def test_client_over_http_equals_detector(server, detector, scenes, tmp_path):
+def test_wiring_client_over_http_equals_detector(server, detector, scenes, tmp_path):
     paths = []
     for i, scene in enumerate(scenes):
         paths.append(tmp_path / f"img{i}.png")

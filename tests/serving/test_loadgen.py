@@ -56,11 +56,11 @@ def test_run_load_over_http(model_dir, scenes):
 
 
 def test_sdk_benchmark_server_http(model_dir, tmp_path, capsys):
-    """`sdk benchmark --server http://...` measures the REST path of a live server."""
+    """`sdk benchmark server http://...` measures the REST path of a live server."""
     from sdk.cli.main import main
 
     with serve(model_dir, http_port=0) as thread:
-        code = main(["benchmark", "--server", thread.http_url, "--model", MODEL_NAME, "--concurrency", "2",
+        code = main(["benchmark", "server", thread.http_url, "--model", MODEL_NAME, "--concurrency", "2",
                      "--duration", "0.4", "--csv", str(tmp_path / "http.csv")])
     assert code == 0
     (row,) = list(csv.DictReader((tmp_path / "http.csv").open()))

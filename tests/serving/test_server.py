@@ -90,7 +90,7 @@ def test_model_config_carries_classes_and_preprocess(triton):
     assert Preprocess.from_dict(json.loads(config.parameters["preprocess"].string_value)) == PREPROCESS
 
 
-def test_tritonclient_bytes_batch_equals_detector(triton, detector, scenes):
+def test_wiring_tritonclient_bytes_batch_equals_detector(triton, detector, scenes):
     result = triton.infer(MODEL_NAME, [bytes_input([png_bytes(s) for s in scenes])])
     num = result.as_numpy("num_dets")
     boxes, scores, labels = (result.as_numpy(n) for n in ("boxes", "scores", "labels"))

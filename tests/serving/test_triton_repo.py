@@ -43,7 +43,7 @@ def test_cli_writes_a_repository(model_dir, tmp_path, capsys):
     assert (out / "bright" / "README.md").is_file()
 
 
-def test_repository_model_plus_client_side_preprocessing_equals_detector(model_dir, tmp_path):
+def test_wiring_repository_model_plus_client_side_preprocessing_equals_detector(model_dir, tmp_path):
     """What a Triton client does: preprocess, run the network, map boxes back."""
     target = write_triton_repository(model_dir, tmp_path / "repo", model_name="det")
     config = text_format.Parse((target / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())

@@ -1,81 +1,33 @@
 """Random-weight tiny detectors that detect something, and contract comparisons.
 
-Nothing is trained: each prediction layer is rescaled so its outputs on a sample
-batch have a useful spread (class logits std 0.7 around -2, box deltas std 0.3), so
-the models return dozens of detections per image and a comparison cannot pass
-vacuously.
+Nothing is trained: ``support.random_weights`` rescales each prediction layer so its
+outputs on a sample batch have a useful spread (class logits std 0.7 around -2, box
+deltas std 0.3), so the models return dozens of detections per image and a comparison
+cannot pass vacuously.
 """
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import torch
+from support.random_weights import informative_weights_
 from torch import nn
 
 import sdk.models
 from sdk.models.registry import get_model_spec
 
-_CLASS_LAYER = re.compile(r"(cls_logits|cls_score|bbox_ctrness|classification_head\.module_list\.\d+\.1)$")
-_BOX_LAYER = re.compile(r"(bbox_reg|bbox_pred|regression_head\.module_list\.\d+\.1)$")
-
 CLASSES = ("__background__", "circle", "square", "triangle")
 
 
 def random_detector(name: str, *, seed: int = 0, image_size: tuple[int, int] = (320, 320), **overrides) -> nn.Module:
-    """``sdk.models.build_model(name)`` (4 classes) in eval mode with informative random weights."""
+    """``sdk.models.build_model(name)`` (4 classes) in eval mode with informative random
+    weights (``support.random_weights``: class logits std 0.7 around -2)."""
     torch.manual_seed(seed)
     model = sdk.models.build_model(name, num_classes=len(CLASSES), **overrides).eval()
     generator = torch.Generator().manual_seed(seed)
     # uniform noise normalized as ImageNet-style uint8 input, like the tests' images
     images = (torch.randint(0, 256, (2, 3, *image_size), generator=generator).float() - 120.0) / 60.0
-    _calibrate_batchnorm(model, images, generator)
-    for _ in range(2 if hasattr(model, "rpn") else 1):  # RoI inputs depend on the RPN
-        _rescale_prediction_layers(model, images)
-    return model
-
-
-def _calibrate_batchnorm(model: nn.Module, images: torch.Tensor, generator: torch.Generator) -> None:
-    """Random BatchNorm affine parameters and running statistics taken from ``images``
-    (as after training): without it, deep random nets (SSDlite's normal init) output
-    ~1e-20 features and every score ties."""
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    if not norms:
-        return
-    with torch.no_grad():
-        for norm in norms:
-            norm.weight.copy_(torch.rand(norm.weight.shape, generator=generator) + 0.5)
-            norm.bias.copy_(torch.rand(norm.bias.shape, generator=generator) * 0.4 - 0.2)
-            norm.momentum = 1.0  # running statistics := this batch's
-        model.backbone.train()(images)
-        for norm in norms:
-            norm.momentum = 0.1
-    model.eval()
-
-
-def _rescale_prediction_layers(model: nn.Module, images: torch.Tensor) -> None:
-    layers = {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and (_CLASS_LAYER.search(name) or _BOX_LAYER.search(name))
-    }
-    outputs: dict[str, list[torch.Tensor]] = {}
-    hooks = [
-        m.register_forward_hook(lambda mod, i, o, name=name: outputs.setdefault(name, []).append(o.flatten()))
-        for name, m in layers.items()
-    ]
-    with torch.no_grad():
-        for m in layers.values():
-            m.bias.zero_()
-        model(images)
-        for hook in hooks:
-            hook.remove()
-        for name, m in layers.items():
-            is_class = bool(_CLASS_LAYER.search(name))
-            std = torch.cat(outputs[name]).std().clamp_min(1e-12)
-            m.weight.mul_((0.7 if is_class else 0.3) / std)
-            m.bias.fill_(-2.0 if is_class else 0.0)
+    return informative_weights_(model, images, generator=generator, class_std=0.7, class_bias=-2.0)
 
 
 def default_postprocess(name: str) -> dict:

@@ -21,7 +21,7 @@ import pytest
 from deploy_support import CLASSES, TINY_MODELS, assert_same_contract, detections_as_contract, small_preprocess
 
 from sdk import Detector
-from sdk.engine.verify import synthetic_images
+from sdk.data.synthetic import synthetic_images
 from sdk.manifest import load_model_dir
 
 FLAVORS = ("onnxruntime", "tensorrt")
@@ -82,7 +82,7 @@ def test_graph_ops_per_flavor(flavor, exported_model_dir):
 
 
 @pytest.mark.parametrize("name", TINY_MODELS)
-def test_batch_equals_single_images(name, exported_model_dir):
+def test_wiring_batch_equals_single_images(name, exported_model_dir):
     detector = Detector(exported_model_dir(name, "onnxruntime"))
     images = synthetic_images(8, seed=11)
     batched = detector(images, channel_order="rgb")

@@ -20,7 +20,8 @@ from deploy_support import TINY_MODELS
 
 from sdk import Detector
 from sdk.converters.export import ExportOptions, export_checkpoint
-from sdk.engine.verify import match_detections, synthetic_images
+from sdk.data.synthetic import synthetic_images
+from sdk.engine.verify import match_detections
 from sdk.manifest import load_model_dir
 
 FAMILIES = [name if name in ("fcos_tiny", "fasterrcnn_tiny") else pytest.param(name, marks=pytest.mark.slow)

@@ -20,8 +20,17 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(make_random_checkpoint):
-    return make_random_checkpoint("retinanet_tiny")
+def tiny_checkpoint(tmp_path_factory):
+    """A seed-0 random-weight retinanet_tiny checkpoint, built with one torch thread
+    (more threads than free cores make a loaded CI machine erratic)."""
+    from sdk.benchmarks.committed_suites import random_checkpoint
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return random_checkpoint("retinanet_tiny", tmp_path_factory.mktemp("ckpt") / "retinanet_tiny.pt", seed=0)
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +79,7 @@ def check_result_schema(result: dict, *, batch_sizes: list[int]) -> None:
 
 def test_checkpoint_benchmark_writes_json_markdown_and_plot(tiny_checkpoint, tmp_path, capsys, small_peak_kernels):
     paths = {k: tmp_path / f"out.{k}" for k in ("json", "md", "png")}
-    code = main(["benchmark", str(tiny_checkpoint), "--batch", "1,2", "--json", str(paths["json"]),
+    code = main(["benchmark", "model", str(tiny_checkpoint), "--batch", "1,2", "--json", str(paths["json"]),
                  "--markdown", str(paths["md"]), "--plot", str(paths["png"]), "--peak", *FAST])
     assert code == 0
     result = json.loads(paths["json"].read_text())
@@ -114,7 +123,7 @@ def test_model_dir_benchmark_with_map(suite_dir, tmp_path):
 
     data = generate_synthetic_coco(tmp_path / "data", num_train=0, num_val=2, image_size=96, seed=0, progress=False)
     out = tmp_path / "r.json"
-    code = main(["benchmark", str(suite_dir / "models" / "onnxruntime_fp32"), "--dataset", str(data.val_json),
+    code = main(["benchmark", "model", str(suite_dir / "models" / "onnxruntime_fp32"), "--dataset", str(data.val_json),
                  "--json", str(out), *FAST])
     assert code == 0
     result = json.loads(out.read_text())
@@ -125,7 +134,7 @@ def test_model_dir_benchmark_with_map(suite_dir, tmp_path):
 
 
 def test_model_dir_runs_only_on_its_own_backend(suite_dir, capsys):
-    assert main(["benchmark", str(suite_dir / "models" / "onnxruntime_fp32"), "--backend", "aoti", *FAST]) == 2
+    assert main(["benchmark", "model", str(suite_dir / "models" / "onnxruntime_fp32"), "--backend", "aoti", *FAST]) == 2
     assert "onnxruntime model_dir; it cannot run on 'aoti'" in capsys.readouterr().err
 
 
@@ -142,7 +151,7 @@ def test_server_mode_delegates_to_the_load_generator(monkeypatch, tmp_path, caps
     token = tmp_path / "token"
     token.write_text("secret\n")
     csv_path = tmp_path / "load.csv"
-    code = main(["benchmark", "--server", "localhost:8001", "--model", "det", "--concurrency", "1,4",
+    code = main(["benchmark", "server", "localhost:8001", "--model", "det", "--concurrency", "1,4",
                  "--duration", "2", "--csv", str(csv_path), "--token-file", str(token)])
     assert code == 0
     assert calls["url"] == "localhost:8001" and calls["model"] == "det"
@@ -153,10 +162,7 @@ def test_server_mode_delegates_to_the_load_generator(monkeypatch, tmp_path, caps
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["benchmark"], "usage: `sdk benchmark MODEL`"),
-        (["benchmark", "suite"], "usage: `sdk benchmark MODEL`"),
-        (["benchmark", "m.pt", "--server", "h:1", "--model", "x"], "takes no MODEL"),
-        (["benchmark", "missing.pt"], "model not found"),
+        (["benchmark", "model", "missing.pt"], "model not found"),
         (["benchmark", "suite", "m.pt", "--backends", "onnxruntime:int4"], "unknown precision 'int4'"),
         (["benchmark", "suite", "m.pt", "--backends", "onnx:fp32"], "unknown backend 'onnx'"),
     ],
@@ -213,21 +219,7 @@ def test_server_mode_finds_the_only_model_and_fails_on_request_errors(monkeypatc
 
     monkeypatch.setattr(client_module, "Client", OneModelClient)
     monkeypatch.setattr(loadgen, "run_load", dying_server)
-    assert main(["benchmark", "--server", "h:1", "--concurrency", "1", "--duration", "1"]) == 1
+    assert main(["benchmark", "server", "h:1", "--concurrency", "1", "--duration", "1"]) == 1
     err = capsys.readouterr().err
     assert seen["model"] == "only"
     assert err.startswith("error: 54 request(s) failed (UNAVAILABLE x54)") and err.count("\n") == 1
-
-
-@pytest.mark.parametrize("argv, shown, hidden", [
-    (["benchmark", "suite", "--help"], ["sdk benchmark suite CKPT", "--backends BACKEND", "--batch BATCH"],
-     ["--json OUT.json", "--concurrency"]),
-    (["benchmark", "--server", "h:1", "--help"], ["--concurrency", "--model NAME"], ["--backends BACKEND", "--json OUT.json"]),
-    (["benchmark", "--help"], ["--backends BACKEND", "--json OUT.json", "--concurrency"], []),
-])
-def test_help_after_a_mode_shows_that_modes_options(argv, shown, hidden, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    out = capsys.readouterr().out
-    assert info.value.code == 0
-    assert all(s in out for s in shown) and not any(h in out for h in hidden), out

@@ -1,7 +1,7 @@
 """The suites behind the committed results in ``benchmarks/results/`` and how to rerun them.
 
-    python -m sdk.benchmarks.suites                       # list the suites
-    python -m sdk.benchmarks.suites retinanet_r50 [--out benchmarks/results]
+    python -m sdk.benchmarks.committed_suites                       # list the suites
+    python -m sdk.benchmarks.committed_suites retinanet_r50 [--out benchmarks/results]
 
 Each suite names a checkpoint (the quickstart's trained model when it exists, else a
 seeded random-weight checkpoint written under ``runs/benchmark/checkpoints``; random
@@ -126,7 +126,7 @@ def run_named_suite(
     ``force``: ``sdk.benchmarks.result_files``). ``backends``: ``backend[:precision]``
     items overriding the spec's."""
     from sdk.benchmarks.images import synthetic_images
-    from sdk.benchmarks.suite import run_suite
+    from sdk.benchmarks.backend_suite import run_suite
     from sdk.benchmarks.suite_report import write_suite
     from sdk.benchmarks.targets import default_targets, parse_targets
 
@@ -148,7 +148,7 @@ def run_named_suite(
         dataset=spec.dataset if use_dataset else None,
     )
     weights = "trained (quickstart)" if trained else "random, seed 0"
-    suite["command"] = " ".join(shlex.quote(c) for c in ["python", "-m", "sdk.benchmarks.suites", name, "--out", str(out)]
+    suite["command"] = " ".join(shlex.quote(c) for c in ["python", "-m", "sdk.benchmarks.committed_suites", name, "--out", str(out)]
                                 + (["--backends", *items] if backends else []) + (["--force"] if force else []))
     suite["equivalent_command"] = " ".join(shlex.quote(c) for c in cmd)
     suite["weights"] = weights
@@ -160,7 +160,7 @@ def run_named_suite(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sdk.benchmarks.suites", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sdk.benchmarks.committed_suites", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"suites to run: {', '.join(SUITES)}")
     parser.add_argument("--out", default="benchmarks/results", help="results folder (default: %(default)s)")
     parser.add_argument("--backends", nargs="+", default=None, metavar="BACKEND[:PRECISION]",
