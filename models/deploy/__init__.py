@@ -18,7 +18,7 @@ from torch import nn
 
 from sdk.errors import ConfigError
 from sdk.models.deploy.common import DetectionOutputs, InputNormalizer
-from sdk.models.deploy.dense import DenseDeployModule, FCOSDeploy, RetinaNetDeploy
+from sdk.models.deploy.dense import DenseDeployModule, FCOSDeploy, RetinaNetDeploy, RTMDetDeploy
 from sdk.models.deploy.faster_rcnn import FasterRCNNDeploy
 from sdk.models.deploy.ssdlite import SSDDeploy
 from sdk.preprocess import Preprocess
@@ -28,19 +28,25 @@ def build_deploy_module(model: nn.Module, *, preprocess: Preprocess, postprocess
     """The DeployModule of ``model``'s family, in eval mode.
 
     Args:
-        model: an eager ``sdk.models`` detector (RetinaNet, FCOS, FasterRCNN, SSD).
+        model: an eager ``sdk.models`` detector (RetinaNet, FCOS, FasterRCNN, SSD, RTMDet).
         preprocess: a ``Preprocess`` with a static input shape (letterbox, or
             ``with_static_shape()``); normalization goes into the graph when
             ``normalize_in_graph``.
         postprocess: ``{"score_thr", "iou_thr", "max_det"}``.
     """
-    from sdk.models import FCOS, SSD, FasterRCNN, RetinaNet
+    from sdk.models import FCOS, SSD, FasterRCNN, RetinaNet, RTMDet
 
-    families = ((RetinaNet, RetinaNetDeploy), (FCOS, FCOSDeploy), (FasterRCNN, FasterRCNNDeploy), (SSD, SSDDeploy))
+    families = (
+        (RetinaNet, RetinaNetDeploy),
+        (FCOS, FCOSDeploy),
+        (FasterRCNN, FasterRCNNDeploy),
+        (SSD, SSDDeploy),
+        (RTMDet, RTMDetDeploy),
+    )
     for model_type, deploy_type in families:
         if isinstance(model, model_type):
             return deploy_type(model, preprocess=preprocess, postprocess=postprocess).eval()
-    raise ConfigError(f"no DeployModule for {type(model).__name__}; supported: RetinaNet, FCOS, FasterRCNN, SSD")
+    raise ConfigError(f"no DeployModule for {type(model).__name__}; supported: RetinaNet, FCOS, FasterRCNN, SSD, RTMDet")
 
 
 __all__ = [
@@ -49,6 +55,7 @@ __all__ = [
     "FCOSDeploy",
     "FasterRCNNDeploy",
     "InputNormalizer",
+    "RTMDetDeploy",
     "RetinaNetDeploy",
     "SSDDeploy",
     "build_deploy_module",

@@ -16,9 +16,13 @@ from torch import nn
 
 import sdk.models
 from sdk.models.registry import get_model_spec
+from sdk.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
-_CLASS_LAYER = re.compile(r"(cls_logits|cls_score|bbox_ctrness|classification_head\.module_list\.\d+\.1)$")
-_BOX_LAYER = re.compile(r"(bbox_reg|bbox_pred|regression_head\.module_list\.\d+\.1)$")
+_CLASS_LAYER = re.compile(r"(cls_logits|cls_score|bbox_ctrness|classification_head\.module_list\.\d+\.1|rtm_cls\.\d+)$")
+_BOX_LAYER = re.compile(r"(bbox_reg|bbox_pred|regression_head\.module_list\.\d+\.1|rtm_reg\.\d+)$")
+
+_IMAGENET_MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+_IMAGENET_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 CLASSES = ("__background__", "circle", "square", "triangle")
 
@@ -29,11 +33,28 @@ def random_detector(name: str, *, seed: int = 0, image_size: tuple[int, int] = (
     model = sdk.models.build_model(name, num_classes=len(CLASSES), **overrides).eval()
     generator = torch.Generator().manual_seed(seed)
     # uniform noise normalized as ImageNet-style uint8 input, like the tests' images
-    images = (torch.randint(0, 256, (2, 3, *image_size), generator=generator).float() - 120.0) / 60.0
+    if isinstance(model, sdk.models.RTMDet):
+        images = _rtmdet_calibration_images(image_size, generator)
+    else:
+        images = (torch.randint(0, 256, (2, 3, *image_size), generator=generator).float() - 120.0) / 60.0
     _calibrate_batchnorm(model, images, generator)
     for _ in range(2 if hasattr(model, "rpn") else 1):  # RoI inputs depend on the RPN
         _rescale_prediction_layers(model, images)
     return model
+
+
+def _rtmdet_calibration_images(image_size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """8 noise images and 8 letterboxed synthetic pictures, ImageNet-normalized like the
+    tests' inputs. RTMDet's SPPF max-pools whole small maps, nearly constant within an
+    image, so BatchNorm after it calibrated on 2 noise images divides the differences
+    between images by a tiny spread and scores saturate on any other input."""
+    from sdk.engine.verify import synthetic_images
+    from sdk.preprocess import Preprocess, preprocess_batch
+
+    noise = torch.randint(0, 256, (8, 3, *image_size), generator=generator).float()
+    letterbox = Preprocess(mode="letterbox", size=image_size, pad_value=114, normalize_in_graph=True)
+    pictures = torch.from_numpy(preprocess_batch(synthetic_images(8, seed=100), letterbox)[0]).float()
+    return (torch.cat([noise, pictures]) - _IMAGENET_MEAN) / _IMAGENET_STD
 
 
 def _calibrate_batchnorm(model: nn.Module, images: torch.Tensor, generator: torch.Generator) -> None:
@@ -48,7 +69,9 @@ def _calibrate_batchnorm(model: nn.Module, images: torch.Tensor, generator: torc
             norm.weight.copy_(torch.rand(norm.weight.shape, generator=generator) + 0.5)
             norm.bias.copy_(torch.rand(norm.bias.shape, generator=generator) * 0.4 - 0.2)
             norm.momentum = 1.0  # running statistics := this batch's
-        model.backbone.train()(images)
+        features = model.backbone.train()(images)
+        if isinstance(model, sdk.models.RTMDet):  # BatchNorm in the head too, after near-zero-init convs
+            model.head.train()(list(features.values()))
         for norm in norms:
             norm.momentum = 0.1
     model.eval()
@@ -115,7 +138,7 @@ def assert_same_contract(
             np.testing.assert_allclose(ours["boxes"][b, j], ref["boxes"][b, i], rtol=rtol, atol=atol)
 
 
-TINY_MODELS = ("retinanet_tiny", "fcos_tiny", "fasterrcnn_tiny", "ssdlite_tiny")
+TINY_MODELS = ("retinanet_tiny", "fcos_tiny", "fasterrcnn_tiny", "ssdlite_tiny", "rtmdet_nano")
 
 
 def small_preprocess():

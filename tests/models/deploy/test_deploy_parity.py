@@ -16,6 +16,7 @@ from sdk.models.deploy import (
     FasterRCNNDeploy,
     FCOSDeploy,
     RetinaNetDeploy,
+    RTMDetDeploy,
     SSDDeploy,
     build_deploy_module,
 )
@@ -29,7 +30,13 @@ FULL_SIZE_MODELS = (
     "fasterrcnn_mobilenet_v3_large_fpn",  # two FPN maps at one stride: RoIAlign reads the first
     "ssdlite320_mobilenet_v3_large",
 )
-DEPLOY_TYPES = {"retinanet": RetinaNetDeploy, "fcos": FCOSDeploy, "faster_rcnn": FasterRCNNDeploy, "ssdlite": SSDDeploy}
+DEPLOY_TYPES = {
+    "retinanet": RetinaNetDeploy,
+    "fcos": FCOSDeploy,
+    "faster_rcnn": FasterRCNNDeploy,
+    "ssdlite": SSDDeploy,
+    "rtmdet": RTMDetDeploy,
+}
 
 
 def _check_parity(name: str, size: tuple[int, int], *, seed: int) -> None:
