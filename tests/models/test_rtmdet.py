@@ -119,7 +119,7 @@ def test_quality_focal_loss_soft_target_by_hand():
     torch.testing.assert_close(loss, (ln2 / 4 + ln2 * 0.09).reshape(1))
 
 
-def test_box_loss_vanishes_when_predictions_equal_the_targets():
+def test_wiring_losses_box_loss_vanishes_on_exact_predictions_and_qfl_is_normalized_by_the_ious():
     model = sdk.models.build_model("rtmdet_nano", num_classes=3).train()
     anchors = torch.tensor([[0.0, 0.0, 8.0, 8.0], [28.0, 28.0, 36.0, 36.0]])  # points (4, 4), (32, 32)
     target = {"boxes": torch.tensor([[16.0, 16.0, 48.0, 48.0]]), "labels": torch.tensor([1])}
