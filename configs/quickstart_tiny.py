@@ -22,6 +22,8 @@ SIZE = 256
 #     rtmdet_nano, 9 epochs: bbox mAP per epoch 0.002 0.121 0.293 0.455 0.652 0.702
 #       0.748 0.762 0.768; exported 0.768 (delta 0.0000); labels on the drawn image right;
 #       training 599 s for 900 iterations (0.67 s each, with 9 evaluations);
+#       this file as shipped with runtime.seed=1: epochs 3/6/9 0.319 0.702 0.761,
+#       exported 0.761 (delta 0.0000);
 #     fcos_tiny, 9 epochs: 0.55-0.57 (earlier runs, idle);
 #     fcos_tiny, 18 epochs (the better FCOS recipe: the same time if an rtmdet_nano
 #       iteration costs 2x): epochs 3/6/9/12/15/18 0.158 0.431 0.668 0.735 0.749 0.758;
@@ -31,7 +33,7 @@ SIZE = 256
 #   256 px (0.64 vs 0.32 s at load 3.5; 1.12 vs 0.60 s at load 3.7). So at equal time
 #   rtmdet_nano is at least as good (0.768 vs 0.758 if 2x) and clearly better if nearer
 #   1.3x (~12 FCOS epochs), and it clears 0.70 with a margin (machines of this project
-#   differ by up to 0.04 mAP on the same seed). One seed each.
+#   differ by up to 0.04 mAP on the same seed). fcos_tiny: one seed.
 #   Expected on an idle machine of this kind: fcos_tiny trained 9 epochs in 196 s
 #   (0.22 s/iteration), so rtmdet_nano 260-400 s of training (0.29-0.44 s/iteration,
 #   900 iterations) and under 7.5 minutes in all; on the slower AMD EPYC (fcos_tiny
