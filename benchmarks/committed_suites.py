@@ -63,9 +63,9 @@ _R50_NOTE = (
 
 SUITES: dict[str, SuiteSpec] = {
     "quickstart": SuiteSpec(
-        model_name="fcos_tiny", batch_sizes=(1, 8), iters=20, warmup=3,
+        model_name="rtmdet_nano", batch_sizes=(1, 8), iters=20, warmup=3,
         checkpoint=QUICKSTART_CHECKPOINT, dataset=QUICKSTART_VAL,
-        note="The quickstart's trained fcos_tiny when runs/quickstart/train/best.pt exists, else random weights.",
+        note="The quickstart's trained rtmdet_nano when runs/quickstart/train/best.pt exists, else random weights.",
     ),
     "retinanet_r50": SuiteSpec(
         model_name="retinanet_resnet50_fpn", batch_sizes=(1,), iters=10, warmup=2, input_size=(800, 1088), note=_R50_NOTE

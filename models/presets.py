@@ -19,3 +19,7 @@ SSDLITE_320 = Preprocess(mode="letterbox", size=(320, 320), pad_value=128, mean=
 
 # The tiny variants: 320x320 letterbox, ImageNet normalization.
 TINY_320 = Preprocess(mode="letterbox", size=(320, 320), pad_value=114, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+# RTMDet's published sizes: 640x640 letterbox padded with 114, ImageNet normalization
+# (MMDetection's BGR mean/std in RGB order).
+RTMDET_640 = Preprocess(mode="letterbox", size=(640, 640), pad_value=114, mean=IMAGENET_MEAN, std=IMAGENET_STD)

@@ -20,7 +20,7 @@ from sdk.postprocess_record import Postprocess
 from sdk.preprocess import Preprocess
 from sdk.typecheck import fits, type_name
 
-FAMILIES = ("retinanet", "fcos", "faster_rcnn", "mask_rcnn", "ssdlite")
+FAMILIES = ("retinanet", "fcos", "faster_rcnn", "mask_rcnn", "ssdlite", "rtmdet")
 
 # The builder parameters behind the checkpoint's ``postprocess`` record
 # ({"score_thr", "iou_thr", "max_det"}), per family, in torchvision's names.
@@ -28,6 +28,7 @@ _POSTPROCESS_KNOBS: dict[str, tuple[str, str, str]] = {
     "retinanet": ("score_thresh", "nms_thresh", "detections_per_img"),
     "fcos": ("score_thresh", "nms_thresh", "detections_per_img"),
     "ssdlite": ("score_thresh", "nms_thresh", "detections_per_img"),
+    "rtmdet": ("score_thresh", "nms_thresh", "detections_per_img"),
     "faster_rcnn": ("box_score_thresh", "box_nms_thresh", "box_detections_per_img"),
     "mask_rcnn": ("box_score_thresh", "box_nms_thresh", "box_detections_per_img"),
 }
@@ -40,8 +41,8 @@ class ModelSpec:
 
     Attributes:
         name: registry name (``build_model(name, ...)``).
-        family: ``"retinanet"``, ``"fcos"``, ``"faster_rcnn"``, ``"mask_rcnn"`` or
-            ``"ssdlite"``.
+        family: ``"retinanet"``, ``"fcos"``, ``"faster_rcnn"``, ``"mask_rcnn"``,
+            ``"ssdlite"`` or ``"rtmdet"``.
         builder: keyword-only function ``(*, num_classes, **overrides) -> nn.Module``.
         default_preprocess: how images enter this model unless a config says otherwise.
         torchvision_name: the torchvision builder whose state_dict this model loads

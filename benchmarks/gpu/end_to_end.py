@@ -43,7 +43,7 @@ class E2EModel:
 def gpu_models(quickstart_dir: Path) -> list[E2EModel]:
     """The issue's three models: the quickstart's, RetinaNet R50, Faster R-CNN R50."""
     return [
-        E2EModel("quickstart", "fcos_tiny", quickstart_dir / "train" / "best.pt",
+        E2EModel("quickstart", "rtmdet_nano", quickstart_dir / "train" / "best.pt",
                  quickstart_dir / "data" / "annotations" / "val.json"),
         E2EModel("retinanet_r50", "retinanet_resnet50_fpn", input_size=(800, 1088)),
         E2EModel("fasterrcnn_r50", "fasterrcnn_resnet50_fpn", input_size=(800, 1088)),

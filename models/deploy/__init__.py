@@ -18,7 +18,7 @@ from torch import nn
 
 from sdk.errors import ConfigError
 from sdk.models.deploy.common import DetectionOutputs, InputNormalizer
-from sdk.models.deploy.dense import DenseDeployModule, FCOSDeploy, RetinaNetDeploy
+from sdk.models.deploy.dense import DenseDeployModule, FCOSDeploy, RetinaNetDeploy, RTMDetDeploy
 from sdk.models.deploy.faster_rcnn import FasterRCNNDeploy
 from sdk.models.deploy.mask_rcnn import InstanceOutputs, MaskRCNNDeploy, mask_output_size
 from sdk.models.deploy.ssdlite import SSDDeploy
@@ -30,21 +30,28 @@ def build_deploy_module(model: nn.Module, *, preprocess: Preprocess, postprocess
 
     Args:
         model: an eager ``sdk.models`` detector (RetinaNet, FCOS, FasterRCNN, MaskRCNN,
-            SSD); a MaskRCNN's module also returns ``masks`` (``InstanceOutputs``).
+            SSD, RTMDet); a MaskRCNN's module also returns ``masks`` (``InstanceOutputs``).
         preprocess: a ``Preprocess`` with a static input shape (letterbox, or
             ``with_static_shape()``); normalization goes into the graph when
             ``normalize_in_graph``.
         postprocess: ``{"score_thr", "iou_thr", "max_det"}``.
     """
-    from sdk.models import FCOS, SSD, FasterRCNN, MaskRCNN, RetinaNet
+    from sdk.models import FCOS, SSD, FasterRCNN, MaskRCNN, RetinaNet, RTMDet
 
     # MaskRCNN before its base class FasterRCNN
-    families = ((RetinaNet, RetinaNetDeploy), (FCOS, FCOSDeploy), (MaskRCNN, MaskRCNNDeploy),
-                (FasterRCNN, FasterRCNNDeploy), (SSD, SSDDeploy))
+    families = (
+        (RetinaNet, RetinaNetDeploy),
+        (FCOS, FCOSDeploy),
+        (MaskRCNN, MaskRCNNDeploy),
+        (FasterRCNN, FasterRCNNDeploy),
+        (SSD, SSDDeploy),
+        (RTMDet, RTMDetDeploy),
+    )
     for model_type, deploy_type in families:
         if isinstance(model, model_type):
             return deploy_type(model, preprocess=preprocess, postprocess=postprocess).eval()
-    raise ConfigError(f"no DeployModule for {type(model).__name__}; supported: RetinaNet, FCOS, FasterRCNN, MaskRCNN, SSD")
+    raise ConfigError(f"no DeployModule for {type(model).__name__}; supported: RetinaNet, FCOS, FasterRCNN, MaskRCNN, "
+                      "SSD, RTMDet")
 
 
 __all__ = [
@@ -55,6 +62,7 @@ __all__ = [
     "InputNormalizer",
     "InstanceOutputs",
     "MaskRCNNDeploy",
+    "RTMDetDeploy",
     "RetinaNetDeploy",
     "SSDDeploy",
     "build_deploy_module",

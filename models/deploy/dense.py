@@ -1,4 +1,4 @@
-"""DeployModules of the dense one-stage families: RetinaNet and FCOS.
+"""DeployModules of the dense one-stage families: RetinaNet, FCOS and RTMDet.
 
 Both post-process as torchvision does (``sdk.models.dense_postprocess``): per level,
 the (anchor, class) pairs scoring above ``score_thr``, at most ``topk_candidates`` of
@@ -107,6 +107,17 @@ class FCOSDeploy(DenseDeployModule):
 
     def class_scores(self, head_outputs: dict[str, Tensor]) -> Tensor:
         return torch.sqrt(torch.sigmoid(head_outputs["cls_logits"]) * torch.sigmoid(head_outputs["bbox_ctrness"]))
+
+    def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
+        return self.box_coder.decode(deltas, anchors)
+
+
+class RTMDetDeploy(DenseDeployModule):
+    """RTMDet: sigmoid class scores, (l, t, r, b) distances in strides (the head's
+    ``exp`` already applied) decoded by ``BoxLinearCoder`` against the stride squares."""
+
+    def class_scores(self, head_outputs: dict[str, Tensor]) -> Tensor:
+        return torch.sigmoid(head_outputs["cls_logits"])
 
     def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
         return self.box_coder.decode(deltas, anchors)

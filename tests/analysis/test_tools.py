@@ -64,7 +64,7 @@ def test_config_show_resolves_overrides_and_model_defaults(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
     assert printed["schedule"]["lr"] == 0.02 and printed["data"]["batch_size"] == 4
-    assert printed["model"]["name"] == "fcos_tiny" and printed["data"]["preprocess"]["size"] == [256, 256]
+    assert printed["model"]["name"] == "rtmdet_nano" and printed["data"]["preprocess"]["size"] == [256, 256]
 
     config = tmp_path / "bare.py"
     config.write_text("from sdk.config import Config, ModelConfig\nconfig = Config(model=ModelConfig(name='fcos_tiny'))\n")

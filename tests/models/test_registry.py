@@ -22,6 +22,9 @@ EXPECTED = {
     "fcos_tiny": "fcos",
     "fasterrcnn_tiny": "faster_rcnn",
     "ssdlite_tiny": "ssdlite",
+    "rtmdet_tiny": "rtmdet",
+    "rtmdet_s": "rtmdet",
+    "rtmdet_nano": "rtmdet",
 }
 
 
@@ -31,7 +34,7 @@ def test_lists_every_model_with_its_family():
     for name, family in EXPECTED.items():
         spec = sdk.models.get_model_spec(name)
         assert (spec.name, spec.family) == (name, family)
-        expected_tv = None if name.endswith("_tiny") else name
+        expected_tv = None if name.endswith("_tiny") or family == "rtmdet" else name
         assert spec.torchvision_name == expected_tv
         if expected_tv is not None:  # the torchvision builder of that name exists
             assert callable(getattr(torchvision.models.detection, expected_tv))

@@ -10,7 +10,7 @@ import sdk.models
 from sdk.checkpoint import CheckpointMeta, build_model_from_checkpoint, load_checkpoint, save_checkpoint
 from sdk.errors import InputError
 
-TINY = ["retinanet_tiny", "fcos_tiny", "fasterrcnn_tiny", "maskrcnn_tiny", "ssdlite_tiny"]
+TINY = ["retinanet_tiny", "fcos_tiny", "fasterrcnn_tiny", "maskrcnn_tiny", "ssdlite_tiny", "rtmdet_nano"]
 NUM_CLASSES = 4
 # Score thresholds at 0 so untrained models return detections to check.
 NO_SCORE_THRESHOLD = {"faster_rcnn": {"box_score_thresh": 0.0}, "mask_rcnn": {"box_score_thresh": 0.0}}

@@ -17,6 +17,7 @@ from sdk.models.deploy import (
     FCOSDeploy,
     MaskRCNNDeploy,
     RetinaNetDeploy,
+    RTMDetDeploy,
     SSDDeploy,
     build_deploy_module,
 )
@@ -31,8 +32,14 @@ FULL_SIZE_MODELS = (
     "fasterrcnn_mobilenet_v3_large_fpn",  # two FPN maps at one stride: RoIAlign reads the first
     "ssdlite320_mobilenet_v3_large",
 )
-DEPLOY_TYPES = {"retinanet": RetinaNetDeploy, "fcos": FCOSDeploy, "faster_rcnn": FasterRCNNDeploy,
-                "mask_rcnn": MaskRCNNDeploy, "ssdlite": SSDDeploy}
+DEPLOY_TYPES = {
+    "retinanet": RetinaNetDeploy,
+    "fcos": FCOSDeploy,
+    "faster_rcnn": FasterRCNNDeploy,
+    "mask_rcnn": MaskRCNNDeploy,
+    "ssdlite": SSDDeploy,
+    "rtmdet": RTMDetDeploy,
+}
 
 
 def _check_parity(name: str, size: tuple[int, int], *, seed: int) -> None:

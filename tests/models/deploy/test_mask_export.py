@@ -14,7 +14,7 @@ import pytest
 from deploy_support import CLASSES, small_preprocess
 
 from sdk import Detector
-from sdk.engine.verify import synthetic_images
+from sdk.data.synthetic import synthetic_images
 from sdk.manifest import load_model_dir
 
 

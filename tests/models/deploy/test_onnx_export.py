@@ -94,8 +94,9 @@ def test_wiring_batch_equals_single_images(name, exported_model_dir):
         np.testing.assert_allclose(alone.boxes, together.boxes, rtol=1e-5, atol=1e-3)
 
 
-def test_exported_detector_does_not_import_torch(exported_model_dir, tmp_path):
-    model_dir = exported_model_dir("fcos_tiny", "onnxruntime")
+@pytest.mark.parametrize("name", ["fcos_tiny", "rtmdet_nano"])
+def test_exported_detector_does_not_import_torch(name, exported_model_dir, tmp_path):
+    model_dir = exported_model_dir(name, "onnxruntime")
     image = tmp_path / "image.png"
     import cv2
 
