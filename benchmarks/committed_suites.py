@@ -38,6 +38,8 @@ class SuiteSpec:
         backends: ``backend[:precision]`` export rows (``sdk.benchmarks.targets``);
             ``None`` = ``default_targets(device)``.
         note: what a reader must know (why so few iterations, ...).
+        coco_classes: random weights with torchvision's 91-entry COCO class list even for
+            a model without a torchvision builder (RTMDet), so heads compare at equal size.
     """
 
     model_name: str
@@ -50,6 +52,7 @@ class SuiteSpec:
     dataset: Path | None = None
     backends: tuple[str, ...] | None = None
     note: str = ""
+    coco_classes: bool = False
 
 
 _R50_NOTE = (
@@ -61,11 +64,26 @@ _R50_NOTE = (
     "only, 10 iterations."
 )
 
+_REALTIME_NOTE = (
+    "Random weights (seed 0) and torchvision's 91-entry COCO class list: the real-time detectors side by side at "
+    "one 320x320 letterbox input (ssdlite320 and rtmdet_tiny_320; RTMDet's published 640 input has 4x the cost). "
+    "Speed only: mAP needs trained weights (the quickstart suite has the trained rtmdet_nano's, "
+    "quickstart_fcos_tiny.md fcos_tiny's on the same data)."
+)
+
 SUITES: dict[str, SuiteSpec] = {
     "quickstart": SuiteSpec(
         model_name="rtmdet_nano", batch_sizes=(1, 8), iters=20, warmup=3,
         checkpoint=QUICKSTART_CHECKPOINT, dataset=QUICKSTART_VAL,
         note="The quickstart's trained rtmdet_nano when runs/quickstart/train/best.pt exists, else random weights.",
+    ),
+    "ssdlite320": SuiteSpec(
+        model_name="ssdlite320_mobilenet_v3_large", batch_sizes=(1, 8), iters=20, warmup=3, input_size=(320, 320),
+        note=_REALTIME_NOTE,
+    ),
+    "rtmdet_tiny_320": SuiteSpec(
+        model_name="rtmdet_tiny", batch_sizes=(1, 8), iters=20, warmup=3, input_size=(320, 320), coco_classes=True,
+        note=_REALTIME_NOTE,
     ),
     "retinanet_r50": SuiteSpec(
         model_name="retinanet_resnet50_fpn", batch_sizes=(1,), iters=10, warmup=2, input_size=(800, 1088), note=_R50_NOTE
@@ -76,12 +94,13 @@ SUITES: dict[str, SuiteSpec] = {
 }
 
 
-def random_checkpoint(model_name: str, path: str | Path, *, seed: int = 0) -> Path:
+def random_checkpoint(model_name: str, path: str | Path, *, seed: int = 0, coco_classes: bool = False) -> Path:
     """Write an SDK checkpoint of ``model_name`` with seeded random weights.
 
     Models with a torchvision builder get torchvision's 91-entry COCO class list and
     the configuration of its published weights (``pretrained_overrides``), i.e. the
-    structure ``sdk convert torchvision`` produces; tiny variants get 4 classes.
+    structure ``sdk convert torchvision`` produces; others get 4 classes, or the same
+    COCO list with ``coco_classes``.
     """
     import torch
 
@@ -89,7 +108,7 @@ def random_checkpoint(model_name: str, path: str | Path, *, seed: int = 0) -> Pa
     from sdk.models import build_model, get_model_spec
 
     spec = get_model_spec(model_name)
-    if spec.torchvision_name is not None:
+    if spec.torchvision_name is not None or coco_classes:
         from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
 
         classes = tuple(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
@@ -135,7 +154,7 @@ def run_named_suite(
     trained = spec.checkpoint is not None and spec.checkpoint.is_file()
     checkpoint = spec.checkpoint if trained else CHECKPOINT_DIR / f"{spec.model_name}_random_seed0.pt"
     if not trained:
-        random_checkpoint(spec.model_name, checkpoint, seed=0)
+        random_checkpoint(spec.model_name, checkpoint, seed=0, coco_classes=spec.coco_classes)
     use_dataset = trained and spec.dataset is not None and spec.dataset.is_file()
     items = [t.item for t in targets]
     cmd = suite_command(name, spec, checkpoint, Path("runs/benchmark"), use_dataset=use_dataset)
