@@ -34,10 +34,9 @@ SIZE = 256
 #   rtmdet_nano is at least as good (0.768 vs 0.758 if 2x) and clearly better if nearer
 #   1.3x (~12 FCOS epochs), and it clears 0.70 with a margin (machines of this project
 #   differ by up to 0.04 mAP on the same seed). fcos_tiny: one seed.
-#   Expected on an idle machine of this kind: fcos_tiny trained 9 epochs in 196 s
-#   (0.22 s/iteration), so rtmdet_nano 260-400 s of training (0.29-0.44 s/iteration,
-#   900 iterations) and under 7.5 minutes in all; on the slower AMD EPYC (fcos_tiny
-#   453 s) it may exceed 10 minutes;
+#   Timed on an idle machine (2026-12-07, same Xeon, both threads, `make quickstart`):
+#   386 s of training, 402 s in all, bbox mAP 0.764 (exported 0.764). On the slower AMD
+#   EPYC (fcos_tiny 453 s there vs 196 s here) it may exceed 10 minutes;
 # - objects of 20-64 px: with 32-100 px objects the same schedule reached 0.53 mAP
 #   instead of 0.64 with fcos_tiny (large squares/circles and stars/crosses were
 #   confused: the centre of a large object shows little of its outline to the finest
