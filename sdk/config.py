@@ -106,7 +106,8 @@ class ScheduleConfig:
     The learning rate warms up linearly from ``lr * warmup_factor`` over
     ``warmup_iters`` iterations, then follows ``lr_schedule``: ``"step"`` multiplies by
     ``gamma`` at each epoch in ``steps``; ``"cosine"`` decays (per iteration) to
-    ``lr * min_lr_ratio`` at the end. ``lr`` is for a total batch of
+    ``lr * min_lr_ratio`` at the end; ``"flat_cosine"`` (RTMDet's) keeps ``lr`` for the
+    first half of the iterations and decays by cosine over the second. ``lr`` is for a total batch of
     ``base_batch_size`` images; ``sdk train --auto-scale-lr`` scales it linearly to the
     actual total batch. ``grad_clip`` is a max total gradient L2 norm (``None``: off).
     ``amp``: mixed precision (fp16 + GradScaler on CUDA, bf16 on CPU). ``ema``: keep an
@@ -136,8 +137,10 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"schedule.optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
-        if self.lr_schedule not in ("step", "cosine"):
-            raise ConfigError(f"schedule.lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
+        if self.lr_schedule not in ("step", "cosine", "flat_cosine"):
+            raise ConfigError(
+                f"schedule.lr_schedule must be 'step', 'cosine' or 'flat_cosine', got {self.lr_schedule!r}"
+            )
         if self.lr <= 0 or self.epochs < 1 or self.base_batch_size < 1 or self.warmup_iters < 0:
             raise ConfigError("schedule needs lr > 0, epochs >= 1, base_batch_size >= 1, warmup_iters >= 0")
         if list(self.steps) != sorted(self.steps):

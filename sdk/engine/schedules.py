@@ -1,4 +1,4 @@
-"""Optimizers and per-iteration learning-rate schedules (warm-up + step or cosine).
+"""Optimizers and per-iteration learning-rate schedules (warm-up + step, cosine or flat-then-cosine).
 
 The schedule is a ``torch.optim.lr_scheduler.LambdaLR`` stepped once per iteration, so
 its whole state is an iteration counter and resuming lands on the same learning rate.
@@ -52,8 +52,10 @@ def build_optimizer(model: nn.Module, cfg: ScheduleConfig, *, lr: float) -> torc
 @dataclass(frozen=True)
 class LrFactor:
     """Learning-rate multiplier at iteration ``it`` (0-based): linear warm-up times
-    step decay (``gamma`` at each epoch in ``steps``) or cosine decay to
-    ``min_lr_ratio``. Plain data, so ``LambdaLR.state_dict`` stores it."""
+    step decay (``gamma`` at each epoch in ``steps``), cosine decay to ``min_lr_ratio``,
+    or flat-then-cosine (RTMDet's recipe: the full rate for the first half of the
+    iterations, cosine to ``min_lr_ratio`` over the second). Plain data, so
+    ``LambdaLR.state_dict`` stores it."""
 
     iters_per_epoch: int
     total_iters: int
@@ -74,6 +76,8 @@ class LrFactor:
             decay = self.gamma**passed
         else:
             progress = min(1.0, it / max(1, self.total_iters))
+            if self.schedule == "flat_cosine":
+                progress = max(0.0, 2.0 * progress - 1.0)
             decay = self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
         return warmup * decay
 

@@ -48,6 +48,18 @@ def test_cosine_reaches_min_ratio():
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
 
 
+def test_flat_cosine_holds_the_rate_for_half_then_decays():
+    cfg = ScheduleConfig(lr=1.0, epochs=4, lr_schedule="flat_cosine", warmup_iters=10, warmup_factor=0.1,
+                         min_lr_ratio=0.05)
+    lrs = _lrs(cfg, iters_per_epoch=50)  # 200 iterations
+    assert lrs[0] == pytest.approx(0.1)  # warm-up still applies
+    assert lrs[10:101] == pytest.approx([1.0] * 91)  # flat through iteration 100 (half)
+    # iteration 150: halfway through the cosine half
+    assert lrs[150] == pytest.approx(0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[-1] == pytest.approx(0.05, abs=1e-3)
+
+
 def test_scheduler_state_resumes_on_the_same_lr():
     cfg = ScheduleConfig(lr=0.1, epochs=3, steps=(1, 2), warmup_iters=4)
     model = nn.Linear(2, 2)
