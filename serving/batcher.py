@@ -100,6 +100,7 @@ class _Request:
     undispatched: int  # slots not yet taken into a batch
     unfinished: int  # slots without a result yet
     admitted: bool = True  # counted against max_queue_size
+    masks: bool = True  # paste the instance masks (an instance segmentation model's, when asked)
 
     def dead(self, now: float) -> bool:
         return self.future.done() or (self.deadline is not None and now >= self.deadline)
@@ -169,7 +170,7 @@ class DynamicBatcher:
 
     # -- requests --------------------------------------------------------------------
     async def infer(
-        self, images: InferInputs | Callable[[], list[np.ndarray]], *, deadline: float | None
+        self, images: InferInputs | Callable[[], list[np.ndarray]], *, deadline: float | None, masks: bool = True
     ) -> list[Detections]:
         """Admit, decode and preprocess (in the pool), queue and wait for the batches.
 
@@ -178,6 +179,8 @@ class DynamicBatcher:
         decoded (H, W, 3) uint8 RGB images (trusted in-process callers: no limits).
         Returns one ``Detections`` per image, in order, in original-image pixels.
         ``deadline`` is a ``time.monotonic()`` instant after which the request is dropped.
+        ``masks``: paste an instance segmentation model's masks into ``Detections.masks``
+        (a request that does not ask for them is spared the per-pixel work).
         """
         if isinstance(getattr(images, "__self__", None), InferInputs):  # ``inputs.load_images``: admit it too
             images = images.__self__
@@ -201,7 +204,7 @@ class DynamicBatcher:
                 held = cost
                 batch, records = await self._prepare_in_turn(images)
             n = len(records)
-            request = _Request(loop.create_future(), [None] * n, deadline, undispatched=n, unfinished=n)
+            request = _Request(loop.create_future(), [None] * n, deadline, undispatched=n, unfinished=n, masks=masks)
             now = time.monotonic()
             self._queue.extend(_Slot(request, i, batch[i], rec, now) for i, rec in enumerate(records))
             self.stats.set_queued(len(self._queue))
@@ -282,6 +285,8 @@ class DynamicBatcher:
         if short > 0:  # a fixed-batch engine: blank rows, their outputs are ignored
             batch = np.concatenate([batch, np.zeros((short, *batch.shape[1:]), batch.dtype)])
         outputs = backend.infer(batch)
+        if "masks" in outputs and not any(slot.request.masks for slot in slots):
+            outputs = {name: value for name, value in outputs.items() if name != "masks"}
         return decode_outputs(outputs, [slot.record for slot in slots], self.model.classes)
 
     async def _next_batch(self) -> list[_Slot]:

@@ -80,7 +80,9 @@ class ServingCore:
                 raise invalid(f"model {deployment.model.name!r} has no 'masks' output (not an instance "
                               "segmentation model); request num_dets, boxes, scores, labels")
             deadline = _deadline(started, time_remaining, inputs.timeout_s)
-            dets = await deployment.batcher.infer(inputs, deadline=deadline)  # admitted: limits, budget
+            dets = await deployment.batcher.infer(  # admitted: limits, budget
+                inputs, deadline=deadline, masks="masks" in inputs.outputs
+            )
             response = respond(inputs, select_detections(dets, inputs), deployment)
             code = None
             return response

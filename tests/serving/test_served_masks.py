@@ -100,3 +100,22 @@ def test_masks_of_a_detection_model_are_refused(model_dir):
         tensor.set_data_from_numpy(np.array([[png_bytes(np.zeros((20, 30, 3), np.uint8))]], dtype=np.object_))
         with pytest.raises(Exception, match="no 'masks' output"):
             raw.infer("bright", [tensor], outputs=[grpcclient.InferRequestedOutput("masks")])
+
+
+def test_masks_are_pasted_only_for_requests_that_ask(mask_checkpoint, monkeypatch):
+    """Pasting masks is per-pixel work: a request for boxes only must not pay for it."""
+    import sdk.serving.batcher as batcher
+
+    pasted = []
+    decode = batcher.decode_outputs
+
+    def spy(outputs, *args, **kwargs):
+        pasted.append("masks" in outputs)
+        return decode(outputs, *args, **kwargs)
+
+    monkeypatch.setattr(batcher, "decode_outputs", spy)
+    image = _images()[:1]
+    with serve_checkpoint(mask_checkpoint) as server, Client(server.url, model="masks") as client:
+        assert client.detect(image, channel_order="rgb", masks=False)[0].masks is None
+        assert client.detect(image, channel_order="rgb")[0].masks is not None
+    assert pasted == [False, True]
