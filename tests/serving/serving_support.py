@@ -57,7 +57,8 @@ def serve(model_dir: Path, *, backend_wrapper=None, name: str | None = None, **s
 
 
 class GatedBackend:
-    """Wraps a backend: ``infer`` records batch sizes, sets ``entered`` and waits for ``gate``."""
+    """Wraps a backend: ``infer`` records batch sizes and contents, sets ``entered`` and
+    waits for ``gate``."""
 
     def __init__(self, backend, gate: threading.Event | None = None) -> None:
         self._backend = backend
@@ -66,9 +67,11 @@ class GatedBackend:
         self.gate = gate or threading.Event()
         self.entered = threading.Event()
         self.batch_sizes: list[int] = []
+        self.batches: list = []
 
     def infer(self, batch):
         self.batch_sizes.append(len(batch))
+        self.batches.append(batch.copy())
         self.entered.set()
         if not self.gate.wait(timeout=30):
             raise TimeoutError("test gate never opened")
