@@ -22,9 +22,10 @@ def hw_type(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-# Every command runs on the CPU unless told otherwise: one default, so a script behaves
-# the same on a laptop and on a GPU machine. `auto` (CUDA when torch sees a GPU, else
-# the CPU) only where the command builds with torch: `sdk train` and `sdk export`.
+# Every command but `sdk train` runs on the CPU unless told otherwise: one default, so a
+# script behaves the same on a laptop and on a GPU machine; training follows the config's
+# `runtime.device` (`auto`), so it uses a GPU where there is one. `auto` (CUDA when torch
+# sees a GPU, else the CPU) only where the command builds with torch: train and export.
 DEFAULT_DEVICE = "cpu"
 
 
