@@ -8,7 +8,8 @@ come from its meta. Every exporter writes into a staging folder beside ``out_dir
 which then replaces ``out_dir`` atomically (``sdk.converters.publish``): a kill
 mid-export leaves the previous model_dir intact and loadable. With ``sign_key`` the
 manifest is signed (``sdk.signing``) before publishing. keep_ratio models get a static canvas
-(``Preprocess.with_static_shape``), so every exported graph has one input size.
+(``Preprocess.with_static_shape``), so the graph has one input size, unless exported with
+``dynamic_shape``: then the graph takes any H x W padded to the divisor (torchvision's batching).
 ``EXPORTERS`` maps a backend to its exporter ``(model, meta, out_dir, options,
 checkpoint) -> Path``; the TensorRT and AOTInductor exporters plug in there.
 """
@@ -27,11 +28,13 @@ from typing import Any, Callable, Mapping
 from sdk.converters.calibration import DEFAULT_CALIB_COUNT, calibration_paths
 from sdk.errors import BackendUnavailableError, ConfigError
 from sdk.precision import PRECISIONS, check_precision
+from sdk.preprocess import Preprocess, dynamic_input_range
 
 log = logging.getLogger(__name__)
 
 EXPORT_INFO_NAME = "export.json"  # beside the model: source checkpoint path, flavor, opset, timing
 BACKENDS = ("onnxruntime", "openvino", "tensorrt", "aoti")
+DYNAMIC_SHAPE_BACKENDS = ("onnxruntime", "openvino", "tensorrt")  # AOTInductor compiles one input size
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,10 @@ class ExportOptions:
         max_batch: largest batch the model accepts (batch dimension dynamic 1..max_batch).
         input_size: (H, W) of the network input; default the checkpoint's letterbox
             size, or for keep_ratio a square canvas holding any aspect ratio.
+        dynamic_shape: keep_ratio models only: the graph takes any height and width (each
+            a multiple of the pad divisor, up to the long-side limit), so every image is
+            resized as torchvision does and padded to the divisor only, not to a canvas:
+            the detections match torchvision's (``sdk.preprocess.dynamic_input_range``).
         postprocess: overrides of the checkpoint's ``{"score_thr", "iou_thr", "max_det"}``.
         opset: ONNX opset.
         simplify: run onnxsim on the graph (optional, skipped when it cannot).
@@ -70,6 +77,7 @@ class ExportOptions:
     flavor: str = "onnxruntime"
     max_batch: int = 8
     input_size: tuple[int, int] | None = None
+    dynamic_shape: bool = False
     postprocess: Mapping[str, float | int] = field(default_factory=dict)
     opset: int = 18
     simplify: bool = False
@@ -154,7 +162,7 @@ def export_checkpoint(
         raise ConfigError(f"unknown postprocess keys {sorted(unknown)}; known: {sorted(loaded.meta.postprocess)}")
     meta = replace(
         loaded.meta,
-        preprocess=loaded.meta.preprocess.with_static_shape(options.input_size),
+        preprocess=export_preprocess(loaded.meta.preprocess, options, loaded.meta.model_name),
         postprocess={**loaded.meta.postprocess, **options.postprocess},
     )
     model, _ = build_model_from_checkpoint(replace(loaded, meta=meta))
@@ -165,6 +173,34 @@ def export_checkpoint(
 
             sign_model_dir(staging, sign_key)
         return publish_model_dir(staging, out_dir)
+
+
+def export_preprocess(preprocess: Preprocess, options: ExportOptions, model_name: str) -> Preprocess:
+    """The preprocess record of the exported graph: one static input size, or with
+    ``options.dynamic_shape`` a keep_ratio record without a canvas (any H x W)."""
+    if not options.dynamic_shape:
+        return preprocess.with_static_shape(options.input_size)
+    if options.input_size is not None:
+        raise ConfigError("--dynamic-shape and --input-size exclude each other: a dynamic-shape graph takes every "
+                          "size up to the checkpoint's long-side limit")
+    if preprocess.mode != "keep_ratio":
+        raise ConfigError(f"--dynamic-shape is for keep_ratio models (torchvision's short/long-side resize); "
+                          f"{model_name} letterboxes every image to {list(preprocess.size)}: export it without "
+                          "--dynamic-shape")
+    if options.backend not in DYNAMIC_SHAPE_BACKENDS:
+        raise ConfigError(f"--dynamic-shape is not available for --backend {options.backend} (it compiles one input "
+                          f"size): use --backend {' or '.join(DYNAMIC_SHAPE_BACKENDS)}, or a static --input-size")
+    return replace(preprocess, canvas=None)
+
+
+def onnx_input_shape(preprocess: Preprocess) -> dict[str, Any]:
+    """``export_onnx``'s shape arguments for ``preprocess``: its static (H, W), or for a
+    varying-shape record the typical (H, W) to trace and ``dynamic_hw`` = (divisor, max side)."""
+    static = preprocess.static_shape
+    if static is not None:
+        return {"input_shape": static}
+    _, typical, largest = dynamic_input_range(preprocess)
+    return {"input_shape": typical, "dynamic_hw": (preprocess.pad_divisor, max(largest))}
 
 
 def resolve_backend(options: ExportOptions) -> ExportOptions:
@@ -202,7 +238,7 @@ def export_precision_onnx(model: Any, meta: Any, tmp: Path, options: ExportOptio
     input_dtype = torch.uint8 if meta.preprocess.normalize_in_graph else torch.float32
     start = time.perf_counter()
     onnx_path = export_onnx(
-        deploy, tmp / "model.onnx", flavor=options.flavor, input_shape=meta.preprocess.static_shape,
+        deploy, tmp / "model.onnx", flavor=options.flavor, **onnx_input_shape(meta.preprocess),
         max_batch=options.max_batch, opset=options.opset, input_dtype=input_dtype, simplify=options.simplify,
     )
     log.info("exported %s to ONNX (%s flavor, %s) in %.1f s", meta.model_name, options.flavor,
@@ -260,7 +296,7 @@ def _package(out_dir: Path, model_file: Path, *, backend: str, options: ExportOp
     return write_model_dir(
         out_dir, model_file=model_file, backend=backend, flavor=options.flavor, precision=options.precision,
         precision_details=details, model_name=meta.model_name, classes=meta.classes, preprocess=meta.preprocess,
-        postprocess=meta.postprocess, input_shape=meta.preprocess.static_shape, max_batch=options.max_batch,
+        postprocess=meta.postprocess, input_shape=meta.preprocess.static_shape or (-1, -1), max_batch=options.max_batch,
         plugins=plugins, source_checkpoint=checkpoint, extra_files=extra_files, move=True,
         mask_size=None if model is None else mask_output_size(model),
     )

@@ -47,17 +47,21 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     input_dtype: torch.dtype = torch.uint8,
     simplify: bool = False,
+    dynamic_hw: tuple[int, int] | None = None,
 ) -> Path:
     """Export ``deploy_module`` to a self-contained ONNX file at ``out_path``.
 
     Args:
         deploy_module: ``images [B, 3, H, W] -> (num_dets, boxes, scores, labels)``.
         flavor: ``"onnxruntime"`` or ``"tensorrt"`` (lowering of the custom ops).
-        input_shape: (H, W) of the static network input.
+        input_shape: (H, W) of the static network input; with ``dynamic_hw``, the
+            (H, W) traced (both multiples of the divisor).
         max_batch: largest batch the graph accepts; the batch dimension is dynamic
             in [1, max_batch].
         input_dtype: ``torch.uint8`` (normalization in the graph) or ``torch.float32``.
         simplify: run ``onnxsim`` on the result (optional; kept only if it checks).
+        dynamic_hw: ``(divisor, max_side)``: H and W become dynamic, each a multiple of
+            ``divisor`` up to ``max_side`` (a keep_ratio record without a canvas).
 
     Returns ``Path(out_path)``. Graph input ``images``; outputs ``num_dets`` int32
     [B, 1], ``boxes`` float32 [B, K, 4], ``scores`` float32 [B, K], ``labels`` int32 [B, K]
@@ -75,7 +79,15 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     # A traced batch of 1 would be specialized by torch.export: trace at 2 (batch 1 only: static).
     example = _example_images(min(max_batch, 2), height, width, input_dtype)
-    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=max_batch)},) if max_batch > 1 else None
+    dims: dict[int, object] = {0: torch.export.Dim("batch", min=1, max=max_batch)} if max_batch > 1 else {}
+    if dynamic_hw is not None:
+        divisor, max_side = dynamic_hw
+        if height % divisor or width % divisor or max(height, width) > max_side:
+            raise ConfigError(f"traced size {height}x{width} must be multiples of {divisor} up to {max_side}")
+        # H = divisor * n: torch.export then knows every stride-2 level divides exactly
+        dims[2] = divisor * torch.export.Dim("height_blocks", min=1, max=max_side // divisor)
+        dims[3] = divisor * torch.export.Dim("width_blocks", min=1, max=max_side // divisor)
+    dynamic_shapes = (dims,) if dims else None
     deploy_module = deploy_module.eval()
     try:
         with torch.no_grad(), warnings.catch_warnings(), _quiet_loggers("onnx_ir", "onnxscript", "torch.onnx"):

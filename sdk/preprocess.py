@@ -17,6 +17,7 @@ Conventions
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Iterable, Sequence
 
@@ -191,6 +192,19 @@ def resize_scale(pre: Preprocess, h: int, w: int) -> float:
     return scale
 
 
+def resized_hw(pre: Preprocess, h: int, w: int) -> tuple[int, int]:
+    """The (height, width) of an (h, w) image's content after resizing, before padding.
+
+    letterbox rounds ``h * scale``; keep_ratio floors it, as torchvision's
+    ``GeneralizedRCNNTransform`` (``F.interpolate(scale_factor=...)``) does, so a
+    640 x 480 photo becomes 1066 x 800 in both and detections can match torchvision's.
+    """
+    scale = resize_scale(pre, h, w)
+    if pre.mode == "keep_ratio":
+        return max(1, math.floor(h * scale)), max(1, math.floor(w * scale))
+    return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+
+
 def _target_hw(pre: Preprocess, new_h: int, new_w: int) -> tuple[int, int]:
     static = pre.static_shape
     if static is not None:
@@ -200,8 +214,19 @@ def _target_hw(pre: Preprocess, new_h: int, new_w: int) -> tuple[int, int]:
 
 def input_hw(pre: Preprocess, h: int, w: int) -> tuple[int, int]:
     """The (height, width) of the network input ``pre`` makes of an (h, w) image."""
-    scale = resize_scale(pre, h, w)
-    return _target_hw(pre, max(1, int(round(h * scale))), max(1, int(round(w * scale))))
+    return _target_hw(pre, *resized_hw(pre, h, w))
+
+
+def dynamic_input_range(pre: Preprocess) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """``(min, typical, max)`` network-input (H, W) of a varying-shape record (keep_ratio
+    without a canvas): each side a multiple of ``pad_divisor``, from one divisor (an
+    extreme aspect ratio's short side) to the long-side limit rounded up; typical is a
+    landscape photo's (short, long). TensorRT's optimization profile and the exporter's
+    dynamic dimensions use these bounds."""
+    if pre.static_shape is not None:
+        raise ConfigError("dynamic_input_range needs a keep_ratio Preprocess without a canvas")
+    short, long_max = (_round_up(side, pre.pad_divisor) for side in pre.size)
+    return (pre.pad_divisor, pre.pad_divisor), (short, long_max), (long_max, long_max)
 
 
 def preprocess_image(image: np.ndarray, pre: Preprocess, out: np.ndarray | None = None) -> tuple[np.ndarray, ImageRecord]:
@@ -211,8 +236,7 @@ def preprocess_image(image: np.ndarray, pre: Preprocess, out: np.ndarray | None 
     given, which must be at least that large) and its ``ImageRecord``.
     """
     h, w = image.shape[:2]
-    scale = resize_scale(pre, h, w)
-    new_h, new_w = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    new_h, new_w = resized_hw(pre, h, w)
     in_h, in_w = _target_hw(pre, new_h, new_w)
     new_h, new_w = min(new_h, in_h), min(new_w, in_w)
     if (new_h, new_w) != (h, w):

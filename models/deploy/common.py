@@ -1,8 +1,9 @@
 """Pieces every DeployModule shares: in-graph normalization, static anchors, outputs.
 
 A DeployModule is the export form of an eager detector (``sdk.models``): the same
-weights (it holds the eager model's submodules, no copies), one static input size,
-and post-processing written with static shapes only, ending in the custom op
+weights (it holds the eager model's submodules, no copies), one static input size
+(or, for a keep_ratio record without a canvas, any H x W padded to the divisor:
+anchors then come from the graph), and post-processing with static output shapes, ending in the custom op
 ``torch.ops.sdk.batched_nms`` (docs/architecture.md, contracts 2 and 3).
 """
 
@@ -12,12 +13,13 @@ from typing import Mapping, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torchvision.models.detection.image_list import ImageList
+from torchvision.ops import boxes as box_ops
 
 import sdk.trt_plugins  # noqa: F401  registers torch.ops.sdk.* before any tracing
-from sdk.errors import ConfigError
 from sdk.models.inputs import ImageNormalizer, as_image_list
 from sdk.postprocess_record import Postprocess
-from sdk.preprocess import Preprocess
+from sdk.preprocess import Preprocess, dynamic_input_range
 
 POSTPROCESS_KEYS = Postprocess.KEYS
 
@@ -49,15 +51,35 @@ class InputNormalizer(ImageNormalizer):
         return super().forward(images) if self.in_graph else images.float()
 
 
-def input_size(preprocess: Preprocess) -> tuple[int, int]:
-    """The static (H, W) of ``preprocess``; ``ConfigError`` if it has none."""
+def input_size(preprocess: Preprocess) -> tuple[int, int] | None:
+    """The static (H, W) of ``preprocess``, or ``None`` for a varying-shape record
+    (keep_ratio without a canvas): the DeployModule then takes any /``pad_divisor``
+    H x W (a dynamic-shape export, ``sdk export --dynamic-shape``)."""
     static = preprocess.static_shape
-    if static is None:
-        raise ConfigError(
-            "a DeployModule needs a static input size: use a letterbox Preprocess or "
-            "Preprocess.with_static_shape() for keep_ratio models"
-        )
-    return int(static[0]), int(static[1])
+    return None if static is None else (int(static[0]), int(static[1]))
+
+
+def layout_size(preprocess: Preprocess) -> tuple[int, int]:
+    """An (H, W) to lay out a DeployModule's levels with: the static size, or a typical
+    one of a varying-shape record (``sdk.preprocess.dynamic_input_range``)."""
+    static = input_size(preprocess)
+    return static if static is not None else dynamic_input_range(preprocess)[1]
+
+
+def graph_anchors(anchor_generator: nn.Module, images: Tensor, features: list[Tensor]) -> Tensor:
+    """The anchors [N, 4] xyxy (input pixels) of ``images`` [B, 3, H, W], computed in
+    the graph by the eager model's own ``anchor_generator`` from the symbolic H x W and
+    feature sizes: a dynamic-shape export's anchors. Every image of a padded batch has
+    the same (H, W), so one image's anchors serve all (torchvision's generator also lays
+    them over the padded batch)."""
+    height, width = images.shape[-2:]
+    return anchor_generator(ImageList(images[:1], [(height, width)]), [f[:1] for f in features])[0]
+
+
+def clip_to_input(boxes: Tensor, image_size: tuple[int, int] | None, images: Tensor) -> Tensor:
+    """``boxes`` [..., 4] xyxy clipped to the static ``image_size`` or, when ``None``, to
+    ``images``' own (H, W) (torchvision's ``clip_boxes_to_image``)."""
+    return box_ops.clip_boxes_to_image(boxes, image_size if image_size is not None else images.shape[-2:])
 
 
 def check_postprocess(postprocess: Mapping[str, float | int]) -> tuple[float, float, int]:
@@ -84,6 +106,17 @@ def static_anchors(
     anchors = anchor_generator(as_image_list(images), list(features.values()))[0]
     sizes = {name: (int(f.shape[-2]), int(f.shape[-1])) for name, f in features.items()}
     return anchors.float().cpu(), sizes
+
+
+def pad_candidates(scores: Tensor, k: int, *, static: bool, fill: float = 0.0) -> tuple[Tensor, int]:
+    """``(scores, k')`` for a per-level ``topk``: ``scores`` [B, S] and ``k' = min(k, S)``
+    when S is static; else (a dynamic-shape level, S symbolic) ``scores`` with ``k``
+    columns of ``fill`` appended and ``k' = k``, so every level yields exactly ``k``
+    candidates and the NMS op sees a static candidate count. ``fill`` scores never pass
+    the NMS threshold, so the padding changes no detection; an index >= S is padding."""
+    if static:
+        return scores, min(k, scores.shape[1])
+    return torch.cat([scores, scores.new_full((scores.shape[0], k), fill)], dim=1), k
 
 
 def gather_rows(table: Tensor, index: Tensor) -> Tensor:

@@ -4,7 +4,8 @@ Both post-process as torchvision does (``sdk.models.dense_postprocess``): per le
 the (anchor, class) pairs scoring above ``score_thr``, at most ``topk_candidates`` of
 them, decoded and clipped; then class-wise NMS over all levels and the ``max_det``
 best. Here with static shapes: the threshold masks scores to 0 instead of indexing,
-``topk`` takes a fixed ``min(topk_candidates, level size)`` per level, and
+``topk`` takes a fixed ``min(topk_candidates, level size)`` per level (a dynamic-shape
+module pads each level with zero scores to exactly ``topk_candidates``), and
 ``torch.ops.sdk.batched_nms`` does the NMS (its own ``score > score_thr`` drops the
 masked pairs). Only the class scores and the box decoding differ between families.
 """
@@ -15,14 +16,16 @@ from typing import Mapping
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import boxes as box_ops
 
 from sdk.models.deploy.common import (
     DetectionOutputs,
     InputNormalizer,
     check_postprocess,
+    clip_to_input,
     gather_rows,
+    graph_anchors,
     input_size,
+    pad_candidates,
     static_anchors,
 )
 from sdk.preprocess import Preprocess
@@ -35,7 +38,9 @@ class DenseDeployModule(nn.Module):
     Args:
         model: the eager detector (``backbone``, ``head``, ``anchor_generator``,
             ``box_coder``, ``topk_candidates``); its modules are shared, not copied.
-        preprocess: gives the static input size (H, W) and the normalization.
+        preprocess: gives the normalization and the static input size (H, W) or, for a
+            keep_ratio record without a canvas, none: the module then takes any H x W
+            (anchors laid out in the graph, boxes clipped to the input).
         postprocess: ``{"score_thr", "iou_thr", "max_det"}`` baked into the graph.
     """
 
@@ -48,11 +53,11 @@ class DenseDeployModule(nn.Module):
         self.head = model.head
         self.box_coder = model.box_coder
         self.topk_candidates = int(model.topk_candidates)
-        anchors, feature_sizes = static_anchors(model.backbone, model.anchor_generator, self.image_size)
-        self.register_buffer("anchors", anchors, persistent=False)
-        locations = [h * w for h, w in feature_sizes.values()]
-        per_location = anchors.shape[0] // sum(locations)
-        self.level_sizes = [n * per_location for n in locations]
+        self.anchor_generator = model.anchor_generator
+        self.anchors_per_location = list(model.anchor_generator.num_anchors_per_location())
+        if self.image_size is not None:  # one input size: the anchors are a constant
+            anchors, _ = static_anchors(model.backbone, model.anchor_generator, self.image_size)
+            self.register_buffer("anchors", anchors, persistent=False)
 
     def class_scores(self, head_outputs: dict[str, Tensor]) -> Tensor:
         """float [B, N, C] class probabilities of the N anchors."""
@@ -68,20 +73,26 @@ class DenseDeployModule(nn.Module):
         scores = self.class_scores(head_outputs)
         regression = head_outputs["bbox_regression"]
         num_classes = scores.shape[-1]
+        anchors = self.anchors if self.image_size is not None else graph_anchors(self.anchor_generator, images, features)
+        level_sizes = [f.shape[-2] * f.shape[-1] * a for f, a in zip(features, self.anchors_per_location)]
 
         level_scores, level_boxes, level_labels = [], [], []
-        for start, size in zip(_offsets(self.level_sizes), self.level_sizes):
+        start = 0
+        for size in level_sizes:
             flat = scores[:, start : start + size].flatten(1)  # [B, size * C], index anchor * C + class
             flat = torch.where(flat > self.score_thr, flat, torch.zeros_like(flat))
-            top_scores, top_idx = flat.topk(min(self.topk_candidates, size * num_classes), dim=1)
-            anchor_idx = torch.div(top_idx, num_classes, rounding_mode="floor") + start
+            flat, k = pad_candidates(flat, self.topk_candidates, static=self.image_size is not None)
+            top_scores, top_idx = flat.topk(k, dim=1)
+            anchor_idx = torch.div(top_idx, num_classes, rounding_mode="floor")
+            anchor_idx = torch.where(anchor_idx < size, anchor_idx, 0) + start  # padding rows: any real anchor
             deltas = gather_rows(regression, anchor_idx)
-            boxes = self.decode(deltas.reshape(-1, 4), self.anchors[anchor_idx].reshape(-1, 4))
+            boxes = self.decode(deltas.reshape(-1, 4), anchors[anchor_idx].reshape(-1, 4))
             level_boxes.append(boxes.reshape(deltas.shape))
             level_scores.append(top_scores)
             level_labels.append(top_idx % num_classes)
+            start = start + size
 
-        boxes = box_ops.clip_boxes_to_image(torch.cat(level_boxes, dim=1), self.image_size)
+        boxes = clip_to_input(torch.cat(level_boxes, dim=1), self.image_size, images)
         top_scores, labels = torch.cat(level_scores, dim=1), torch.cat(level_labels, dim=1)
         # one row per candidate, its score in its class column: NMS stays class-wise
         candidate_scores = top_scores.new_zeros((*top_scores.shape, num_classes))
@@ -121,11 +132,3 @@ class RTMDetDeploy(DenseDeployModule):
 
     def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
         return self.box_coder.decode(deltas, anchors)
-
-
-def _offsets(sizes: list[int]) -> list[int]:
-    starts, total = [], 0
-    for size in sizes:
-        starts.append(total)
-        total += size
-    return starts

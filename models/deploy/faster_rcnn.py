@@ -23,14 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.rpn import concat_box_prediction_layers
-from torchvision.ops import boxes as box_ops
 
 from sdk.models.deploy.common import (
     DetectionOutputs,
     InputNormalizer,
     check_postprocess,
+    clip_to_input,
     gather_rows,
+    graph_anchors,
     input_size,
+    layout_size,
+    pad_candidates,
     shift_labels,
     static_anchors,
     valid_rows,
@@ -38,6 +41,7 @@ from sdk.models.deploy.common import (
 from sdk.preprocess import Preprocess
 
 _BOX_MIN_SIZE = 1e-2  # torchvision RoIHeads.postprocess_detections' remove_small_boxes
+_PADDING_LOGIT = -1e4  # objectness of a dynamic-shape level's padding candidates: sigmoid 0
 
 
 class FasterRCNNDeploy(nn.Module):
@@ -46,7 +50,10 @@ class FasterRCNNDeploy(nn.Module):
     Args:
         model: the eager ``sdk.models.FasterRCNN`` (``backbone``, ``rpn``, ``roi_heads``);
             its modules are shared, not copied. The RPN's test-time settings are used.
-        preprocess: gives the static input size (H, W) and the normalization.
+        preprocess: gives the normalization and the static input size (H, W) or, for a
+            keep_ratio record without a canvas, none: the module then takes any H x W
+            (anchors laid out in the graph, every RPN level padded to
+            ``rpn_pre_nms_top_n`` candidates, boxes clipped to the input).
         postprocess: ``{"score_thr", "iou_thr", "max_det"}`` of the box head, baked in.
     """
 
@@ -64,12 +71,17 @@ class FasterRCNNDeploy(nn.Module):
         self.rpn_min_size = float(rpn.min_size)
         self.box_head, self.box_predictor, self.box_coder = roi_heads.box_head, roi_heads.box_predictor, roi_heads.box_coder
 
-        anchors, feature_sizes = static_anchors(model.backbone, rpn.anchor_generator, self.image_size)
-        self.register_buffer("anchors", anchors, persistent=False)
-        per_location = anchors.shape[0] // sum(h * w for h, w in feature_sizes.values())
-        self.level_sizes = [h * w * per_location for h, w in feature_sizes.values()]
+        self.anchor_generator = rpn.anchor_generator
+        self.anchors_per_location = list(rpn.anchor_generator.num_anchors_per_location())
+        layout = layout_size(preprocess)
+        anchors, feature_sizes = static_anchors(model.backbone, rpn.anchor_generator, layout)
+        if self.image_size is not None:  # one input size: the anchors are a constant
+            self.register_buffer("anchors", anchors, persistent=False)
+            top_ks = [min(self.rpn_pre_nms_top_n, h * w * a)
+                      for (h, w), a in zip(feature_sizes.values(), self.anchors_per_location)]
+        else:  # every level padded to exactly pre_nms_top_n candidates (pad_candidates)
+            top_ks = [self.rpn_pre_nms_top_n] * len(feature_sizes)
         # one-hot level of each pre-NMS candidate: NMS runs per level, as torchvision's
-        top_ks = [min(self.rpn_pre_nms_top_n, n) for n in self.level_sizes]
         levels = torch.cat([torch.full((k,), i) for i, k in enumerate(top_ks)])
         self.register_buffer("candidate_levels", F.one_hot(levels, len(top_ks)).float(), persistent=False)
 
@@ -80,7 +92,8 @@ class FasterRCNNDeploy(nn.Module):
         self.roi_sampling_ratio = int(pool.sampling_ratio)
         self.canonical_scale, self.canonical_level = int(pool.canonical_scale), int(pool.canonical_level)
         # torchvision's MultiScaleRoIAlign infers 2 ** round(log2(feature / image)) from the heights
-        scales = [2.0 ** round(math.log2(feature_sizes[name][0] / self.image_size[0])) for name in self.featmap_names]
+        # (the same for every input padded to the divisor)
+        scales = [2.0 ** round(math.log2(feature_sizes[name][0] / layout[0])) for name in self.featmap_names]
         # LevelMapper sends RoIs to maps 0 .. log2(scales[0] / scales[-1]) only: with two maps
         # at one stride (fasterrcnn_mobilenet_v3_large_fpn: P5 twice) just the first is read
         used = int(round(math.log2(scales[0] / scales[-1]))) + 1
@@ -88,26 +101,33 @@ class FasterRCNNDeploy(nn.Module):
 
     def forward(self, images: Tensor) -> DetectionOutputs:
         features = self.backbone(self.normalize(images))
-        proposals, valid = self.propose(list(features.values()))
-        return self.detect([features[name] for name in self.featmap_names], proposals, valid)
+        proposals, valid = self.propose(images, list(features.values()))
+        return self.detect(images, [features[name] for name in self.featmap_names], proposals, valid)
 
-    def propose(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """RPN: features -> (proposals float [B, P, 4] xyxy, valid bool [B, P])."""
+    def propose(self, images: Tensor, features: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """RPN: the input and its features -> (proposals float [B, P, 4] xyxy, valid bool [B, P])."""
         objectness, deltas = self.rpn_head(features)
         objectness, deltas = concat_box_prediction_layers(objectness, deltas)
-        num_anchors = self.anchors.shape[0]
+        static = self.image_size is not None
+        anchors = self.anchors if static else graph_anchors(self.anchor_generator, images, features)
+        num_anchors = anchors.shape[0]
         objectness = objectness.reshape(-1, num_anchors)
         deltas = deltas.reshape(-1, num_anchors, 4)
 
-        top_idx, start = [], 0
-        for size in self.level_sizes:
-            _, idx = objectness[:, start : start + size].topk(min(self.rpn_pre_nms_top_n, size), dim=1)
-            top_idx.append(idx + start)
-            start += size
+        top_idx, top_logits, start = [], [], 0
+        for feature, per_location in zip(features, self.anchors_per_location):
+            size = feature.shape[-2] * feature.shape[-1] * per_location
+            # padding logit: sigmoid 0, never passes the NMS threshold
+            level, k = pad_candidates(objectness[:, start : start + size], self.rpn_pre_nms_top_n, static=static,
+                                      fill=_PADDING_LOGIT)
+            logits, idx = level.topk(k, dim=1)
+            top_idx.append(torch.where(idx < size, idx, 0) + start)
+            top_logits.append(logits)
+            start = start + size
         top_idx = torch.cat(top_idx, dim=1)  # [B, M]
-        scores = torch.sigmoid(torch.gather(objectness, 1, top_idx))
-        boxes = self.rpn_box_coder.decode_single(gather_rows(deltas, top_idx).reshape(-1, 4), self.anchors[top_idx].reshape(-1, 4))
-        boxes = box_ops.clip_boxes_to_image(boxes.reshape(-1, top_idx.shape[1], 4), self.image_size)
+        scores = torch.sigmoid(torch.cat(top_logits, dim=1))
+        boxes = self.rpn_box_coder.decode_single(gather_rows(deltas, top_idx).reshape(-1, 4), anchors[top_idx].reshape(-1, 4))
+        boxes = clip_to_input(boxes.reshape(-1, top_idx.shape[1], 4), self.image_size, images)
         keep = _not_small(boxes, self.rpn_min_size) & (scores >= self.rpn_score_thresh)
         scores = torch.where(keep, scores, torch.zeros_like(scores))
         # score_threshold 0: masked rows (score 0) never survive, kept ones (>= thresh) do
@@ -116,7 +136,7 @@ class FasterRCNNDeploy(nn.Module):
         )
         return proposals, valid_rows(num, self.rpn_post_nms_top_n)
 
-    def detect(self, features: list[Tensor], proposals: Tensor, valid: Tensor) -> DetectionOutputs:
+    def detect(self, images: Tensor, features: list[Tensor], proposals: Tensor, valid: Tensor) -> DetectionOutputs:
         """Box head: pooled RoI features -> class-wise NMS'd detections."""
         pooled = torch.ops.sdk.multilevel_roi_align(
             proposals, features, self.roi_output_size, self.roi_sampling_ratio, False,
@@ -126,7 +146,7 @@ class FasterRCNNDeploy(nn.Module):
         class_logits, box_regression = self.box_predictor(self.box_head(pooled.flatten(0, 1)))
         num_classes = class_logits.shape[-1]
         boxes = self.box_coder.decode_single(box_regression, proposals.reshape(-1, 4))
-        boxes = box_ops.clip_boxes_to_image(boxes.reshape(-1, num_proposals, num_classes, 4), self.image_size)
+        boxes = clip_to_input(boxes.reshape(-1, num_proposals, num_classes, 4), self.image_size, images)
         scores = F.softmax(class_logits, -1).reshape(-1, num_proposals, num_classes)
         boxes, scores = boxes[:, :, 1:], scores[:, :, 1:]  # drop the background class
         keep = _not_small(boxes, _BOX_MIN_SIZE) & valid.unsqueeze(-1)

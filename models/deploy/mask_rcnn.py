@@ -55,9 +55,9 @@ class MaskRCNNDeploy(FasterRCNNDeploy):
 
     def forward(self, images: Tensor) -> InstanceOutputs:
         features = self.backbone(self.normalize(images))
-        proposals, valid = self.propose(list(features.values()))
+        proposals, valid = self.propose(images, list(features.values()))
         levels = [features[name] for name in self.featmap_names]
-        detections = self.detect(levels, proposals, valid)
+        detections = self.detect(images, levels, proposals, valid)
         return InstanceOutputs(*detections, self.masks(levels, detections.boxes, detections.labels, detections.num_dets))
 
     def masks(self, features: list[Tensor], boxes: Tensor, labels: Tensor, num_dets: Tensor) -> Tensor:

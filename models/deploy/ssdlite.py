@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import boxes as box_ops
 
+from sdk.errors import ConfigError
 from sdk.models.deploy.common import (
     DetectionOutputs,
     InputNormalizer,
@@ -41,6 +42,9 @@ class SSDDeploy(nn.Module):
     def __init__(self, model: nn.Module, *, preprocess: Preprocess, postprocess: Mapping[str, float | int]) -> None:
         super().__init__()
         self.image_size = input_size(preprocess)
+        if self.image_size is None:  # SSD's default boxes are laid out for one size
+            raise ConfigError("SSD exports one input size: use a letterbox Preprocess (SSDlite is trained at a "
+                              "fixed size); dynamic shapes are for keep_ratio models")
         self.score_thr, self.iou_thr, self.max_det = check_postprocess(postprocess)
         self.normalize = InputNormalizer(preprocess)
         self.backbone = model.backbone

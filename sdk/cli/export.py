@@ -34,6 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", metavar="HxW",
                    help="network input size (default: the checkpoint's letterbox size, or a square canvas for "
                         "keep_ratio models)")
+    p.add_argument("--dynamic-shape", action="store_true",
+                   help="keep_ratio models: a graph of any height and width (onnxruntime, openvino, tensorrt), "
+                        "each image resized as torchvision does and padded to the divisor only, so detections "
+                        "match torchvision's; without it, every image is padded to one static canvas")
     p.add_argument("--score-thr", type=float, help="score threshold baked into the graph (default: the checkpoint's)")
     p.add_argument("--iou-thr", type=float, help="NMS IoU threshold (default: the checkpoint's)")
     p.add_argument("--max-det", type=int, help="detections per image K (default: the checkpoint's)")
@@ -110,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                                      ("max_det", args.max_det)) if v is not None}
     options = ExportOptions(
         backend=args.backend, precision=resolve_precision(args), flavor=args.flavor, max_batch=args.max_batch,
-        input_size=parse_size(args.input_size), postprocess=postprocess, opset=args.opset, simplify=args.simplify,
+        input_size=parse_size(args.input_size), dynamic_shape=args.dynamic_shape, postprocess=postprocess, opset=args.opset, simplify=args.simplify,
         device=None if args.device == "auto" else args.device, calib_images=args.calib_images, calib_dataset=args.calib_dataset,
         calib_count=args.calib_count, int8_float_outputs=args.int8_float_outputs, workspace_gb=args.workspace, timing_cache=args.timing_cache,
     )

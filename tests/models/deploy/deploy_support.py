@@ -101,13 +101,21 @@ def small_preprocess():
     return Preprocess(mode="letterbox", size=(224, 288), pad_value=114, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
-def save_random_checkpoint(path, name: str, *, seed: int = 0):
-    """Save ``random_detector(name)`` as an SDK checkpoint at ``path`` (letterbox 224x288);
-    returns ``(path, model)``."""
+def small_keep_ratio_preprocess():
+    """torchvision's short/long-side resize at a small scale (short 224, long <= 320),
+    padded to /32 per image: the record of a dynamic-shape export."""
+    from sdk.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+    return Preprocess(mode="keep_ratio", size=(224, 320), pad_value=114, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def save_random_checkpoint(path, name: str, *, seed: int = 0, preprocess=None):
+    """Save ``random_detector(name)`` as an SDK checkpoint at ``path`` (default letterbox
+    224x288, or ``preprocess``); returns ``(path, model)``."""
     from sdk.checkpoint import CheckpointMeta, save_checkpoint
 
-    preprocess = small_preprocess()
-    model = random_detector(name, seed=seed, image_size=preprocess.static_shape)
+    preprocess = preprocess or small_preprocess()
+    model = random_detector(name, seed=seed, image_size=preprocess.static_shape or (224, 288))
     meta = CheckpointMeta(
         model_name=name,
         num_classes=len(CLASSES),
