@@ -94,13 +94,15 @@ SUITES: dict[str, SuiteSpec] = {
 }
 
 
-def random_checkpoint(model_name: str, path: str | Path, *, seed: int = 0, coco_classes: bool = False) -> Path:
+def random_checkpoint(model_name: str, path: str | Path, *, seed: int = 0, coco_classes: bool = False,
+                      extra: dict | None = None, preprocess=None) -> Path:
     """Write an SDK checkpoint of ``model_name`` with seeded random weights.
 
     Models with a torchvision builder get torchvision's 91-entry COCO class list and
     the configuration of its published weights (``pretrained_overrides``), i.e. the
     structure ``sdk convert torchvision`` produces; others get 4 classes, or the same
-    COCO list with ``coco_classes``.
+    COCO list with ``coco_classes``. ``extra``: builder knobs on top (e.g. thresholds);
+    ``preprocess``: a ``Preprocess`` instead of the model's default.
     """
     import torch
 
@@ -115,10 +117,12 @@ def random_checkpoint(model_name: str, path: str | Path, *, seed: int = 0, coco_
         overrides = dict(spec.pretrained_overrides)
     else:
         classes, overrides = ("__background__", "circle", "square", "triangle"), {}
+    overrides = {**overrides, **(extra or {})}
     torch.manual_seed(seed)
     model = build_model(model_name, num_classes=len(classes), **overrides)
     meta = CheckpointMeta(
-        model_name=model_name, num_classes=len(classes), classes=classes, preprocess=spec.default_preprocess,
+        model_name=model_name, num_classes=len(classes), classes=classes,
+        preprocess=preprocess or spec.default_preprocess,
         postprocess=spec.postprocess_record(overrides), model_overrides=overrides,
     )
     return save_checkpoint(path, meta=meta, state_dict=model.state_dict())

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from sdk.errors import ConfigError, ModelDirError
-from sdk.preprocess import Preprocess
+from sdk.preprocess import Preprocess, dynamic_input_range
 from sdk.runtime.tensorrt_api import MIN_TENSORRT, check_tensorrt_version, network_flags
 
 log = logging.getLogger(__name__)
@@ -47,16 +47,33 @@ class ProfileShapes(NamedTuple):
     max: tuple[int, int, int, int]
 
 
-def optimization_profile(input_shape: Sequence[int], max_batch: int) -> ProfileShapes:
+def optimization_profile(
+    input_shape: Sequence[int], max_batch: int, *, hw_range: Sequence[Sequence[int]] | None = None
+) -> ProfileShapes:
     """The batch range 1..``max_batch`` at the static (H, W) of ``input_shape`` ((H, W) or
-    (B, 3, H, W)); TensorRT tunes kernels for ``opt`` = half the maximum batch."""
+    (B, 3, H, W)), or, for a dynamic-shape graph (H, W = -1), over ``hw_range`` = the
+    (min, opt, max) (H, W) of ``sdk.preprocess.dynamic_input_range``; TensorRT tunes
+    kernels for ``opt``: half the maximum batch at the typical (H, W)."""
     dims = [int(d) for d in input_shape]
-    h, w = dims[-2:] if len(dims) in (2, 4) else (-1, -1)
-    if h < 1 or w < 1 or (len(dims) == 4 and dims[1] != 3):
-        raise ConfigError(f"TensorRT engines need a static input (H, W) or (B, 3, H, W), got {tuple(input_shape)}")
+    h, w = dims[-2:] if len(dims) in (2, 4) else (0, 0)
+    if len(dims) not in (2, 4) or (len(dims) == 4 and dims[1] != 3) or ((h, w) != (-1, -1) and min(h, w) < 1):
+        raise ConfigError(f"TensorRT engines need an input (H, W) or (B, 3, H, W), got {tuple(input_shape)}")
     if max_batch < 1:
         raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
-    return ProfileShapes((1, 3, h, w), (max(1, max_batch // 2), 3, h, w), (max_batch, 3, h, w))
+    if (h, w) == (-1, -1):
+        if hw_range is None or len(hw_range) != 3:
+            raise ConfigError("a dynamic-shape graph needs hw_range = ((min H, W), (opt H, W), (max H, W))")
+        low, opt, high = (tuple(int(v) for v in hw) for hw in hw_range)
+        if not all(1 <= a <= b <= c for a, b, c in zip(low, opt, high)):
+            raise ConfigError(f"hw_range must satisfy 1 <= min <= opt <= max per side, got {low}, {opt}, {high}")
+    else:
+        low = opt = high = (h, w)
+    return ProfileShapes((1, 3, *low), (max(1, max_batch // 2), 3, *opt), (max_batch, 3, *high))
+
+
+def engine_hw_range(preprocess: Preprocess) -> tuple[tuple[int, int], ...] | None:
+    """The profile's (min, opt, max) (H, W) for a varying-shape record, None for a static one."""
+    return None if preprocess.static_shape is not None else dynamic_input_range(preprocess)
 
 
 def graph_flavor(precision: str) -> str:
@@ -74,6 +91,7 @@ def build_engine(
     *,
     max_batch: int,
     input_shape: Sequence[int],
+    hw_range: Sequence[Sequence[int]] | None = None,
     workspace_gb: float = 4.0,
     timing_cache: str | os.PathLike | None = None,
     device: str = "cuda",
@@ -83,7 +101,7 @@ def build_engine(
     Args:
         onnx_path: graph with input ``images`` [B, 3, H, W] and the contract outputs.
         engine_path: where to write the serialized engine.
-        max_batch, input_shape: the profile (``optimization_profile``).
+        max_batch, input_shape, hw_range: the profile (``optimization_profile``).
         workspace_gb: builder workspace memory pool limit.
         timing_cache: file to load the timing cache from (when present) and save it to.
         device: the GPU to build for (``"cuda"`` / ``"cuda:N"``).
@@ -99,7 +117,7 @@ def build_engine(
     import tensorrt as trt
 
     check_tensorrt_version(trt.__version__)
-    profile_shapes = optimization_profile(input_shape, max_batch)
+    profile_shapes = optimization_profile(input_shape, max_batch, hw_range=hw_range)
     target = current_target(trt, device)
     # only graphs with sdk:: nodes need the plugins (and Triton to compile their kernels)
     aot = bool(plugins_of(onnx_path)) and register_plugins(arch=int(target["sm"].removeprefix("sm_")))
@@ -161,8 +179,6 @@ def write_tensorrt_model_dir(
     from sdk.trt_plugins.tensorrt_registration import plugins_of
 
     static = preprocess.static_shape
-    if static is None:
-        raise ConfigError("TensorRT engines need a static input size: use letterbox preprocessing")
     plugins = plugins_of(onnx_path)
     return write_model_dir(
         out_dir,
@@ -175,7 +191,7 @@ def write_tensorrt_model_dir(
         classes=classes,
         preprocess=preprocess,
         postprocess=postprocess,
-        input_shape=static,
+        input_shape=static or (-1, -1),
         max_batch=max_batch,
         plugins=plugins,
         source_checkpoint=source_checkpoint,
@@ -212,7 +228,8 @@ def export_checkpoint_tensorrt(model: Any, meta: Any, out_dir: Path, options: An
         onnx_path, details = export_precision_onnx(model, meta, Path(tmp), options)
         engine, target = build_engine(
             onnx_path, Path(tmp) / "model.engine", max_batch=options.max_batch,
-            input_shape=meta.preprocess.static_shape, workspace_gb=options.workspace_gb,
+            input_shape=meta.preprocess.static_shape or (-1, -1), hw_range=engine_hw_range(meta.preprocess),
+            workspace_gb=options.workspace_gb,
             timing_cache=options.timing_cache, device=device,
         )
         return write_tensorrt_model_dir(

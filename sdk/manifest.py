@@ -347,6 +347,9 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
     static = preprocess.static_shape
     if static is not None and inp.hw != tuple(static):
         top.fail("input.shape", f"{list(inp.shape)} disagrees with the preprocess input size {list(static)}")
+    if static is None and inp.hw != (-1, -1):
+        top.fail("input.shape", f"{list(inp.shape)} is static, but the preprocess record pads each image to the "
+                                "divisor only: a dynamic-shape graph has H, W = -1")
     files = top.str_map("files")
     for name in files:
         _check_relative(name, top)

@@ -213,3 +213,34 @@ def test_with_static_shape():
 def test_iter_chunks():
     assert [list(c) for c in iter_chunks(list(range(7)), 3)] == [[0, 1, 2], [3, 4, 5], [6]]
     assert list(iter_chunks([], 3)) == []
+
+
+@pytest.mark.parametrize("h, w", [(480, 640), (640, 480), (333, 500), (427, 640), (1000, 10), (800, 1333), (799, 1201)])
+def test_keep_ratio_sizes_equal_torchvision(h, w):
+    """keep_ratio floors h * scale as torchvision's F.interpolate(scale_factor=...) does
+    (640 x 480 -> 1066 x 800, where rounding would give 1067): the content and the
+    /32-padded input are torchvision's to the pixel."""
+    torch = pytest.importorskip("torch")
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from sdk.preprocess import input_hw, resized_hw
+
+    transform = GeneralizedRCNNTransform(min_size=800, max_size=1333, image_mean=[0.0] * 3, image_std=[1.0] * 3)
+    batch, _ = transform([torch.zeros(3, h, w)])
+    pre = Preprocess(mode="keep_ratio", size=(800, 1333), pad_divisor=32)
+    assert resized_hw(pre, h, w) == tuple(batch.image_sizes[0])
+    assert input_hw(pre, h, w) == tuple(batch.tensors.shape[-2:])
+    padded, record = preprocess_image(_image(h, w), pre)
+    assert padded.shape[:2] == tuple(batch.tensors.shape[-2:])
+    assert record.scale == (batch.image_sizes[0][0] / h, batch.image_sizes[0][1] / w)
+
+
+def test_dynamic_input_range():
+    from sdk.preprocess import dynamic_input_range
+
+    pre = Preprocess(mode="keep_ratio", size=(800, 1333), pad_divisor=32)
+    assert dynamic_input_range(pre) == ((32, 32), (800, 1344), (1344, 1344))
+    with pytest.raises(ConfigError, match="without a canvas"):
+        dynamic_input_range(pre.with_static_shape())
+    with pytest.raises(ConfigError, match="without a canvas"):
+        dynamic_input_range(Preprocess(mode="letterbox", size=(320, 320)))

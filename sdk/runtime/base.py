@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from sdk.errors import BackendUnavailableError
+from sdk.preprocess import dynamic_input_range
 
 if TYPE_CHECKING:  # pragma: no cover
     from sdk.manifest import LoadedModelDir
@@ -86,6 +87,18 @@ def create_backend(loaded: LoadedModelDir, *, device: str = "cpu", **options: An
             ) from exc
         raise  # an sdk module is missing: a packaging bug, keep the traceback
     return getattr(module, class_name)(loaded, device=device, **options)
+
+
+def input_hw_bounds(manifest: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(typical, largest)`` network-input (H, W) of a model_dir: its static size twice,
+    or for a dynamic-shape graph (H, W = -1) the typical and largest sizes its
+    preprocess record makes (``sdk.preprocess.dynamic_input_range``). Backends warm up
+    with the first and size device buffers by the second."""
+    h, w = manifest.input.hw
+    if h > 0 and w > 0:
+        return (h, w), (h, w)
+    _, typical, largest = dynamic_input_range(manifest.preprocess)
+    return typical, largest
 
 
 def parse_device(device: str) -> tuple[str, int]:

@@ -27,7 +27,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from sdk.errors import BackendUnavailableError, ModelDirError
 from sdk.manifest import CONTRACT_OUTPUTS
-from sdk.runtime.base import parse_device
+from sdk.runtime.base import input_hw_bounds, parse_device
 from sdk.runtime.graph_check import check_run_outputs, check_signature
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,8 +92,8 @@ class OnnxRuntimeBackend:
             outputs={o.name: (_ORT_DTYPES.get(o.type), o.shape) for o in self.session.get_outputs()},
             metadata=self.session.get_modelmeta().custom_metadata_map,
         )
-        h, w = manifest.input.hw
-        if warmup and h > 0 and w > 0:
+        h, w = input_hw_bounds(manifest)[0]
+        if warmup:
             outputs = self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
             check_run_outputs(outputs, manifest, self.min_batch, loaded.model_path)
         log.debug("onnxruntime session on %s, providers %s", loaded.model_path, self.session.get_providers())

@@ -44,7 +44,7 @@ import numpy as np
 
 from sdk.errors import BackendUnavailableError, ConfigError, ModelDirError, require
 from sdk.manifest import CONTRACT_OUTPUTS
-from sdk.runtime.base import parse_device
+from sdk.runtime.base import input_hw_bounds, parse_device
 from sdk.runtime.graph_check import check_run_outputs, check_signature
 
 # A missing openvino raises here with the pip extra to install (create_backend's
@@ -143,8 +143,8 @@ class OpenVINOBackend:
         self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()
 
-        h, w = manifest.input.hw
-        if warmup and h > 0 and w > 0:
+        h, w = input_hw_bounds(manifest)[0]
+        if warmup:
             outputs = self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
             check_run_outputs(outputs, manifest, self.min_batch, loaded.model_path)
         log.debug(

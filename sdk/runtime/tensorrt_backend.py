@@ -5,8 +5,9 @@ TensorRT 10.10+ and 11.x, one code path: ``set_input_shape``, ``set_tensor_addre
 from cuda-python, not torch. The ``sdk::`` plugin layers are ahead-of-time kernels
 stored in the engine, so running it needs no torch, no Triton and no plugin
 registration (``trtexec`` and Triton Inference Server run it the same way). Device
-buffers are allocated once per batch size and reused; the engine has one
-optimization profile covering batch 1..max_batch.
+buffers are allocated once per batch size (the input at the largest H x W) and reused;
+the engine has one optimization profile covering batch 1..max_batch and, for a
+dynamic-shape graph, every H x W from one pad divisor to the long-side limit.
 
 An engine is tied to the TensorRT version and the GPU SM it was built for (the
 manifest's ``build_target``): another version or SM fails at load with one line saying
@@ -28,7 +29,7 @@ import numpy as np
 
 from sdk.errors import BackendUnavailableError, ModelDirError
 from sdk.manifest import CONTRACT_OUTPUTS
-from sdk.runtime.base import parse_device
+from sdk.runtime.base import input_hw_bounds, parse_device
 from sdk.runtime.tensorrt_api import build_target, check_tensorrt_version, target_mismatch
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,6 +111,15 @@ def output_shapes(outputs: Sequence[TensorSpec], batch: int) -> dict[str, tuple[
     return shapes
 
 
+def check_input_hw(hw: Sequence[int], largest: Sequence[int], divisor: int) -> None:
+    """``ValueError`` unless the batch's (H, W) fits the engine's profile: at most
+    ``largest`` and a multiple of ``divisor`` (1 for a static engine, whose size is fixed)."""
+    h, w = (int(v) for v in hw)
+    if h > largest[0] or w > largest[1] or h % divisor or w % divisor or min(h, w) < 1:
+        raise ValueError(f"input {h}x{w} is outside the engine's profile: multiples of {divisor} up to "
+                         f"{largest[0]}x{largest[1]} (preprocess images with the model_dir's record)")
+
+
 def buffer_nbytes(shape: Sequence[int], dtype: str) -> int:
     """Bytes of a dense ``shape`` tensor of numpy dtype ``dtype``."""
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
@@ -160,8 +170,9 @@ class TensorRTBackend:
         self.input_dtype = np.dtype(TRT_TO_NUMPY[self.engine.get_tensor_dtype(self.input_name).name])
         self.min_batch, self.max_batch = manifest.input.min_batch, manifest.input.max_batch
         self._outputs = [s for s in manifest.outputs if s.name in self.output_names]
-        self._buffers: dict[tuple[int, ...], dict[str, int]] = {}  # input shape -> {tensor: device pointer}
-        h, w = manifest.input.hw
+        self._buffers: dict[int, dict[str, int]] = {}  # batch size -> {tensor: device pointer}
+        (h, w), self._largest_hw = input_hw_bounds(manifest)
+        self._divisor = manifest.preprocess.pad_divisor if manifest.input.hw == (-1, -1) else 1
         if warmup:
             self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
 
@@ -169,9 +180,10 @@ class TensorRTBackend:
         """Run ``batch`` [B, 3, H, W] (min_batch <= B <= max_batch); returns the contract outputs."""
         if not self.min_batch <= batch.shape[0] <= self.max_batch:
             raise ValueError(f"batch of {batch.shape[0]} outside the engine's {self.min_batch}..{self.max_batch}")
+        check_input_hw(batch.shape[-2:], self._largest_hw, self._divisor)
         batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
         shapes = output_shapes(self._outputs, batch.shape[0])
-        pointers = self._device_buffers(batch.shape, shapes)
+        pointers = self._device_buffers(batch.shape[0], shapes)
         cudart, stream = self._cudart, self._stream
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self.context.set_input_shape(self.input_name, batch.shape)
@@ -186,13 +198,15 @@ class TensorRTBackend:
         _check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
         return results
 
-    def _device_buffers(self, input_shape: tuple[int, ...], shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-        """Device pointers for this input shape, allocated on first use and kept."""
-        if input_shape not in self._buffers:
-            sizes = {self.input_name: buffer_nbytes(input_shape, self.input_dtype.name)}
+    def _device_buffers(self, batch: int, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+        """Device pointers for a batch of ``batch`` images, allocated on first use and kept:
+        the input buffer holds the largest (H, W), so a dynamic-shape engine allocates once
+        per batch size, not once per image size."""
+        if batch not in self._buffers:
+            sizes = {self.input_name: buffer_nbytes((batch, 3, *self._largest_hw), self.input_dtype.name)}
             sizes |= {n: buffer_nbytes(shapes[n], self.output_dtypes[n]) for n in self.output_names}
-            self._buffers[input_shape] = {n: _check(self._cudart.cudaMalloc(b), "cudaMalloc") for n, b in sizes.items()}
-        return self._buffers[input_shape]
+            self._buffers[batch] = {n: _check(self._cudart.cudaMalloc(b), "cudaMalloc") for n, b in sizes.items()}
+        return self._buffers[batch]
 
     def __del__(self) -> None:
         cudart = getattr(self, "_cudart", None)

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
+from support.hardware import requires_openvino_bf16
+
 from sdk.cli.main import main
 from sdk.engine.verify import Tolerance, VerifyReport, gate_failures
 from sdk.manifest import load_model_dir
@@ -61,7 +63,7 @@ def _export(trained, out, *args):
 
 @pytest.mark.parametrize(
     ("backend", "precision"), [("onnxruntime", "int8"), ("openvino", "int8"), ("onnxruntime", "fp16"),
-                               ("openvino", "bf16")],
+                               pytest.param("openvino", "bf16", marks=requires_openvino_bf16)],
 )
 def test_reduced_precision_export_passes_the_gate(trained, data, tmp_path, capsys, backend, precision):
     out = tmp_path / f"{backend}_{precision}"

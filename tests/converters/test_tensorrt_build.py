@@ -169,3 +169,25 @@ def test_engine_matches_eager(tmp_path, tensorrt_onnx):
         np.testing.assert_array_equal(got["num_dets"], want[0].numpy())
         np.testing.assert_allclose(got["boxes"], want[1].detach().numpy(), atol=1e-3)
     assert tensorrt_build.optimization_profile(PREPROCESS.size, 4).max[0] == backend.max_batch
+
+
+def test_dynamic_shape_profile_spans_the_preprocess_range():
+    from sdk.converters.tensorrt_build import engine_hw_range
+    from sdk.preprocess import Preprocess
+
+    pre = Preprocess(mode="keep_ratio", size=(800, 1333))
+    assert engine_hw_range(pre.with_static_shape()) is None
+    profile = optimization_profile((-1, -1), 8, hw_range=engine_hw_range(pre))
+    assert profile == ((1, 3, 32, 32), (4, 3, 800, 1344), (8, 3, 1344, 1344))
+    with pytest.raises(ConfigError, match="min <= opt <= max"):
+        optimization_profile((-1, -1), 8, hw_range=((64, 64), (32, 32), (128, 128)))
+
+
+def test_engine_input_must_fit_the_profile():
+    from sdk.runtime.tensorrt_backend import check_input_hw
+
+    check_input_hw((800, 1088), (1344, 1344), 32)
+    check_input_hw((320, 480), (320, 480), 1)  # a static engine
+    for hw in ((800, 1090), (1376, 32), (0, 32)):
+        with pytest.raises(ValueError, match="outside the engine's profile"):
+            check_input_hw(hw, (1344, 1344), 32)

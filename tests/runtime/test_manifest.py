@@ -244,3 +244,18 @@ def test_manifest_and_writer_do_not_import_torch(tmp_path):
         "assert 'torch' not in sys.modules and 'onnx' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_input_shape_and_preprocess_agree_on_being_dynamic(tmp_path):
+    """A varying-shape record (keep_ratio, no canvas) needs H, W = -1; the backends then
+    warm up at its typical size and bound buffers by its largest."""
+    from sdk.runtime.base import input_hw_bounds
+
+    pre = Preprocess(mode="keep_ratio", size=(224, 320))
+    model_dir = _write(tmp_path, preprocess=pre, input_shape=(-1, -1))
+    assert input_hw_bounds(load_model_dir(model_dir).manifest) == ((224, 320), (320, 320))
+    _edit_manifest(model_dir, lambda d: d["input"].update(shape=[-1, 3, 224, 320]))
+    with pytest.raises(ModelDirError, match="a dynamic-shape graph has H, W = -1"):
+        load_model_dir(model_dir, verify_files=False)
+    (tmp_path / "static").mkdir()
+    assert input_hw_bounds(load_model_dir(_write(tmp_path / "static")).manifest) == ((64, 64), (64, 64))

@@ -87,13 +87,13 @@ def test_padding_rows_are_zero_and_labels_in_range():
         assert not boxes[b, n:].any() and not scores[b, n:].any() and not labels[b, n:].any()
 
 
-def test_keep_ratio_needs_a_static_shape():
+def test_ssd_refuses_a_varying_input_shape():
     from sdk.errors import ConfigError
 
-    model = random_detector("fcos_tiny")
-    keep_ratio = get_model_spec("fcos_resnet50_fpn").default_preprocess
-    with pytest.raises(ConfigError, match="static input size"):
-        build_deploy_module(model, preprocess=keep_ratio, postprocess=default_postprocess("fcos_tiny"))
+    model = random_detector("ssdlite_tiny")
+    keep_ratio = get_model_spec("fcos_resnet50_fpn").default_preprocess  # no canvas: any H x W
+    with pytest.raises(ConfigError, match="SSD exports one input size"):
+        build_deploy_module(model, preprocess=keep_ratio, postprocess=default_postprocess("ssdlite_tiny"))
 
 
 def test_unknown_model_type_is_refused():

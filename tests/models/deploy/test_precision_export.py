@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import pytest
 from deploy_support import TINY_MODELS
+from support.hardware import requires_openvino_bf16
 
 from sdk import Detector
 from sdk.converters.export import ExportOptions, export_checkpoint
@@ -108,6 +109,7 @@ def test_fp16_graph_casts_at_the_network_boundary(name, export):
                for o in graph.graph.output)
 
 
+@requires_openvino_bf16
 @pytest.mark.parametrize("name", FAMILIES)
 def test_openvino_bf16_keeps_the_fp32_detections(name, export, exported_model_dir):
     fp32 = Detector(exported_model_dir(name, "onnxruntime"))(_images(), channel_order="rgb")
