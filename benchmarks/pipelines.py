@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from sdk.errors import ConfigError
+from sdk.preprocess import content_sizes
 
 
 class DetectorPipeline:
@@ -95,7 +96,7 @@ class DetectorPipeline:
         return self.detector.prepare(images, channel_order="rgb")
 
     def infer(self, prepared: tuple[np.ndarray, list]) -> dict[str, np.ndarray]:
-        return self.detector.backend.infer(prepared[0])
+        return self.detector.backend.infer(prepared[0], content_sizes(prepared[1]))
 
     def postprocess(self, raw: dict[str, np.ndarray], prepared: tuple[np.ndarray, list]) -> list:
         from sdk.postprocess import decode_outputs

@@ -187,6 +187,9 @@ def export_preprocess(preprocess: Preprocess, options: ExportOptions, model_name
         raise ConfigError(f"--dynamic-shape is for keep_ratio models (torchvision's short/long-side resize); "
                           f"{model_name} letterboxes every image to {list(preprocess.size)}: export it without "
                           "--dynamic-shape")
+    if preprocess.pad_position != "top_left":
+        raise ConfigError("--dynamic-shape pads each image at the bottom and right, as torchvision does: the "
+                          f"checkpoint's preprocess pads at {preprocess.pad_position!r}; export it with a static canvas")
     if options.backend not in DYNAMIC_SHAPE_BACKENDS:
         raise ConfigError(f"--dynamic-shape is not available for --backend {options.backend} (it compiles one input "
                           f"size): use --backend {' or '.join(DYNAMIC_SHAPE_BACKENDS)}, or a static --input-size")

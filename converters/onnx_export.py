@@ -28,6 +28,7 @@ from sdk.errors import ConfigError, SDKError
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "images"
+SIZES_INPUT_NAME = "image_sizes"  # a dynamic-shape graph's second input, int64 [B, 2]
 OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels")
 DEFAULT_OPSET = 18
 SDK_DOMAIN = "sdk"
@@ -61,7 +62,9 @@ def export_onnx(
         input_dtype: ``torch.uint8`` (normalization in the graph) or ``torch.float32``.
         simplify: run ``onnxsim`` on the result (optional; kept only if it checks).
         dynamic_hw: ``(divisor, max_side)``: H and W become dynamic, each a multiple of
-            ``divisor`` up to ``max_side`` (a keep_ratio record without a canvas).
+            ``divisor`` up to ``max_side`` (a keep_ratio record without a canvas), and
+            the graph takes a second input ``image_sizes`` int64 [B, 2]: each image's
+            content (h, w) at the top left (torchvision's ``ImageList.image_sizes``).
 
     Returns ``Path(out_path)``. Graph input ``images``; outputs ``num_dets`` int32
     [B, 1], ``boxes`` float32 [B, K, 4], ``scores`` float32 [B, K], ``labels`` int32 [B, K]
@@ -79,6 +82,7 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     # A traced batch of 1 would be specialized by torch.export: trace at 2 (batch 1 only: static).
     example = _example_images(min(max_batch, 2), height, width, input_dtype)
+    inputs: tuple[torch.Tensor, ...] = (example,)
     dims: dict[int, object] = {0: torch.export.Dim("batch", min=1, max=max_batch)} if max_batch > 1 else {}
     if dynamic_hw is not None:
         divisor, max_side = dynamic_hw
@@ -87,18 +91,22 @@ def export_onnx(
         # H = divisor * n: torch.export then knows every stride-2 level divides exactly
         dims[2] = divisor * torch.export.Dim("height_blocks", min=1, max=max_side // divisor)
         dims[3] = divisor * torch.export.Dim("width_blocks", min=1, max=max_side // divisor)
-    dynamic_shapes = (dims,) if dims else None
+        # each image's content (h, w): the graph zeroes the padding and clips boxes to it
+        inputs = (example, torch.tensor([[height, width]] * example.shape[0], dtype=torch.int64))
+    dynamic_shapes = None
+    if dims:
+        dynamic_shapes = (dims,) if len(inputs) == 1 else (dims, {0: dims[0]} if 0 in dims else None)
     deploy_module = deploy_module.eval()
     try:
         with torch.no_grad(), warnings.catch_warnings(), _quiet_loggers("onnx_ir", "onnxscript", "torch.onnx"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 deploy_module,
-                (example,),
+                inputs,
                 dynamo=True,
                 opset_version=opset,
                 custom_translation_table=translation_table(flavor, opset),
-                input_names=[INPUT_NAME],
+                input_names=[INPUT_NAME, SIZES_INPUT_NAME][: len(inputs)],
                 output_names=list(getattr(deploy_module, "output_names", OUTPUT_NAMES)),
                 dynamic_shapes=dynamic_shapes,
                 external_data=False,

@@ -133,6 +133,8 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     profile = builder.create_optimization_profile()
     profile.set_shape(network.get_input(0).name, *profile_shapes)
+    for index in range(1, network.num_inputs):  # a dynamic-shape graph's image_sizes [B, 2]
+        profile.set_shape(network.get_input(index).name, *((shape[0], 2) for shape in profile_shapes))
     config.add_optimization_profile(profile)
     cache = _load_timing_cache(config, timing_cache)
 

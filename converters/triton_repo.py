@@ -26,6 +26,7 @@ from typing import Sequence
 
 from sdk.errors import ConfigError, require
 from sdk.manifest import load_model_dir
+from sdk.runtime.base import SIZES_INPUT, graph_inputs
 
 _PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
 _CONFIG_DTYPES = {"uint8": "TYPE_UINT8", "float32": "TYPE_FP32", "float16": "TYPE_FP16"}
@@ -91,7 +92,10 @@ def write_triton_repository(
                 name=manifest.input.name,
                 data_type=model_config_pb2.DataType.Value(_CONFIG_DTYPES[manifest.input.dtype]),
                 dims=list(manifest.input.shape[1:]),
-            )
+            ),
+            # a dynamic-shape graph's second input: each image's content (h, w)
+            *([model_config_pb2.ModelInput(name=SIZES_INPUT, data_type=model_config_pb2.DataType.Value("TYPE_INT64"),
+                                           dims=[2])] if SIZES_INPUT in graph_inputs(manifest) else []),
         ],
         output=contract_outputs(manifest.max_det),
         dynamic_batching=dynamic_batching(

@@ -17,7 +17,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from sdk.models.backbones import mobilenet_v3_large_fpn, resnet50_fpn, tiny_resnet_fpn
-from sdk.models.inputs import as_image_list, check_images, check_targets
+from sdk.models.inputs import as_image_list, check_images, check_targets, zero_padding
 from sdk.models.presets import KEEP_RATIO_800_1333, TINY_320
 from sdk.models.registry import register_model
 
@@ -45,10 +45,13 @@ class FasterRCNN(nn.Module):
         self.rpn = rpn
         self.roi_heads = roi_heads
 
-    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None,
+                image_sizes: Tensor | None = None):
         check_images(images)
         targets = check_targets(targets, images.shape[0]) if self.training else None
-        image_list = as_image_list(images)
+        if image_sizes is not None:  # torchvision's batch: zero padding, boxes clipped per image
+            images = zero_padding(images, image_sizes)
+        image_list = as_image_list(images, image_sizes)
         features = self.backbone(images)
         proposals, proposal_losses = self.rpn(image_list, features, targets)
         detections, detector_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)

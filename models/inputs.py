@@ -1,9 +1,10 @@
 """Input checks shared by the detectors' ``forward``.
 
 The SDK's detectors take one padded batch ``images`` float32 [B, 3, H, W] (already
-normalized by ``sdk.preprocess``) instead of torchvision's list of raw images, so
-every image of a batch has the size (H, W): anchors are laid out over, and boxes
-clipped to, the whole network input.
+normalized by ``sdk.preprocess``) instead of torchvision's list of raw images:
+anchors are laid out over the whole network input, and boxes clipped to it, unless
+``image_sizes`` int64 [B, 2] gives each image's content (h, w) at the top left; then,
+as torchvision does, the padding is zeroed and boxes clip to each image's content.
 """
 
 from __future__ import annotations
@@ -28,10 +29,32 @@ def check_images(images: Tensor) -> None:
         )
 
 
-def as_image_list(images: Tensor) -> ImageList:
-    """Wrap a padded batch as torchvision's ``ImageList``: every image is (H, W)."""
-    height, width = images.shape[-2:]
-    return ImageList(images, [(int(height), int(width))] * images.shape[0])
+def as_image_list(images: Tensor, image_sizes: Tensor | None = None) -> ImageList:
+    """Wrap a padded batch as torchvision's ``ImageList``: every image is (H, W), or,
+    with ``image_sizes`` int [B, 2], image i's content is its top-left
+    ``image_sizes[i]`` = (h, w) and the rest is batch padding (torchvision's batching)."""
+    if image_sizes is None:
+        height, width = images.shape[-2:]
+        return ImageList(images, [(int(height), int(width))] * images.shape[0])
+    return ImageList(images, [(int(h), int(w)) for h, w in image_sizes.tolist()])
+
+
+def zero_padding(images: Tensor, image_sizes: Tensor) -> Tensor:
+    """``images`` [B, C, H, W] (normalized) with every pixel outside image i's top-left
+    ``image_sizes[i]`` = (h, w) set to 0: the padding torchvision's ``batch_images``
+    adds after normalizing, whatever colour the uint8 input was padded with. Traceable
+    (a dynamic-shape graph's ``image_sizes`` input)."""
+    rows = torch.arange(images.shape[-2], device=images.device).view(1, -1, 1)
+    cols = torch.arange(images.shape[-1], device=images.device).view(1, 1, -1)
+    inside = (rows < image_sizes[:, 0].view(-1, 1, 1)) & (cols < image_sizes[:, 1].view(-1, 1, 1))
+    return torch.where(inside.unsqueeze(1), images, torch.zeros_like(images))
+
+
+def content_sizes(images: Tensor, image_sizes: Tensor | None) -> list[tuple[int, int]]:
+    """Per image, the (h, w) its boxes are clipped to: ``image_sizes`` or the input's (H, W)."""
+    if image_sizes is None:
+        return [(int(images.shape[-2]), int(images.shape[-1]))] * images.shape[0]
+    return [(int(h), int(w)) for h, w in image_sizes.tolist()]
 
 
 def check_targets(targets: list[dict[str, Tensor]] | None, batch_size: int) -> list[dict[str, Tensor]]:

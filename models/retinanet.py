@@ -20,7 +20,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from sdk.models.backbones import resnet50_fpn, tiny_resnet_fpn
 from sdk.models.dense_postprocess import select_detections, split_levels
-from sdk.models.inputs import as_image_list, check_images, check_targets
+from sdk.models.inputs import as_image_list, check_images, check_targets, content_sizes, zero_padding
 from sdk.models.presets import KEEP_RATIO_800_1333, TINY_320
 from sdk.models.registry import register_model
 
@@ -72,14 +72,17 @@ class RetinaNet(nn.Module):
         self.detections_per_img = detections_per_img
         self.topk_candidates = topk_candidates
 
-    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None,
+                image_sizes: Tensor | None = None):
         check_images(images)
+        if image_sizes is not None:  # torchvision's batch: zero padding, boxes clipped per image
+            images = zero_padding(images, image_sizes)
         features = list(self.backbone(images).values())
         head_outputs = self.head(features)
         anchors = self.anchor_generator(as_image_list(images), features)
         if self.training:
             return self.compute_loss(check_targets(targets, images.shape[0]), head_outputs, anchors)
-        return self.postprocess_detections(head_outputs, anchors, features, tuple(images.shape[-2:]))
+        return self.postprocess_detections(head_outputs, anchors, features, content_sizes(images, image_sizes))
 
     def compute_loss(
         self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor], anchors: list[Tensor]
@@ -99,7 +102,7 @@ class RetinaNet(nn.Module):
         head_outputs: dict[str, Tensor],
         anchors: list[Tensor],
         features: list[Tensor],
-        image_size: tuple[int, int],
+        image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, Tensor]]:
         """Per image: sigmoid scores, per-level top-k, decode, clip, class-wise NMS."""
         outputs, anchors_by_level = split_levels(head_outputs, anchors, features)
@@ -109,7 +112,7 @@ class RetinaNet(nn.Module):
                 box_regression=[level[i] for level in outputs["bbox_regression"]],
                 anchors=anchors_by_level[i],
                 decode=self.box_coder.decode_single,
-                image_size=image_size,
+                image_size=image_sizes[i],
                 score_thresh=self.score_thresh,
                 topk_candidates=self.topk_candidates,
                 nms_thresh=self.nms_thresh,

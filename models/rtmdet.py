@@ -22,7 +22,7 @@ from torchvision.ops import generalized_box_iou_loss
 
 from sdk.models.cspnext import CSPNeXt, CSPNeXtPAFPN, CSPNeXtWithPAFPN
 from sdk.models.dense_postprocess import select_detections, split_levels
-from sdk.models.inputs import as_image_list, check_images, check_targets
+from sdk.models.inputs import as_image_list, check_images, check_targets, content_sizes, zero_padding
 from sdk.models.presets import RTMDET_640, TINY_320
 from sdk.models.registry import register_model
 from sdk.models.rtmdet_assigner import dynamic_soft_label_assign, quality_focal_loss
@@ -73,21 +73,25 @@ class RTMDet(nn.Module):
         self.topk_candidates = topk_candidates
         self.bbox_loss_weight = bbox_loss_weight
 
-    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None,
+                image_sizes: Tensor | None = None):
         check_images(images)
+        if image_sizes is not None:  # torchvision-style batch: zero padding, boxes clipped per image
+            images = zero_padding(images, image_sizes)
         features = list(self.backbone(images).values())
         head_outputs = self.head(features)
         anchors = self.anchor_generator(as_image_list(images), features)
         if self.training:
             return self.compute_loss(check_targets(targets, images.shape[0]), head_outputs, anchors[0])
         outputs, anchors_by_level = split_levels(head_outputs, anchors, features)
+        sizes = content_sizes(images, image_sizes)
         return [
             select_detections(
                 scores=[torch.sigmoid(level[i]) for level in outputs["cls_logits"]],
                 box_regression=[level[i] for level in outputs["bbox_regression"]],
                 anchors=anchors_per_image,
                 decode=self.box_coder.decode,
-                image_size=tuple(images.shape[-2:]),
+                image_size=sizes[i],
                 score_thresh=self.score_thresh,
                 topk_candidates=self.topk_candidates,
                 nms_thresh=self.nms_thresh,

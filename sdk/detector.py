@@ -30,7 +30,7 @@ from sdk.images import ImageInput, load_image
 from sdk.limits import check_max_pixels
 from sdk.manifest import MANIFEST_NAME, Manifest, load_model_dir
 from sdk.postprocess import decode_outputs
-from sdk.preprocess import ImageRecord, Preprocess, iter_chunks, preprocess_batch
+from sdk.preprocess import ImageRecord, Preprocess, content_sizes, iter_chunks, preprocess_batch
 from sdk.runtime.base import Backend, create_backend
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class Detector:
         thr = self.score_thr if score_thr is None else self._check_score_thr(score_thr)
         results: list[Detections] = []
         for batch, records in self._prepared_chunks(images, channel_order):
-            outputs = self.backend.infer(batch)
+            outputs = self.backend.infer(batch, content_sizes(records))
             results.extend(decode_outputs(outputs, records, self.classes, score_thr=thr))
         return results
 

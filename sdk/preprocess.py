@@ -155,6 +155,11 @@ class ImageRecord:
     scale: tuple[float, float]
     pad: tuple[int, int] = (0, 0)
 
+    @property
+    def content_hw(self) -> tuple[int, int]:
+        """(h, w) of the resized image inside the network input (before padding)."""
+        return (int(round(self.orig_hw[0] * self.scale[0])), int(round(self.orig_hw[1] * self.scale[1])))
+
     def boxes_to_original(self, boxes: np.ndarray) -> np.ndarray:
         """Map (N, 4) xyxy boxes in network-input pixels to original pixels, clipped."""
         out = np.asarray(boxes, dtype=np.float32).copy()
@@ -306,6 +311,13 @@ def assemble_batch(
     if not pre.normalize_in_graph:
         nchw = pre.normalize(nchw)
     return nchw, list(records)
+
+
+def content_sizes(records: Sequence[ImageRecord]) -> np.ndarray:
+    """int64 [B, 2]: each record's content (h, w), the ``image_sizes`` a backend takes
+    (``sdk.runtime.base.Backend.infer``) so a dynamic-shape graph pads and clips as
+    torchvision does."""
+    return np.array([r.content_hw for r in records], np.int64).reshape(-1, 2)
 
 
 def iter_chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -44,7 +44,7 @@ import numpy as np
 from sdk.detections import Detections
 from sdk.errors import ConfigError
 from sdk.postprocess import decode_outputs
-from sdk.preprocess import ImageRecord, assemble_batch, preprocess_batch, preprocess_image
+from sdk.preprocess import ImageRecord, assemble_batch, content_sizes, preprocess_batch, preprocess_image
 from sdk.serving.admission import InflightBudget, RequestLimits, request_cost
 from sdk.serving.model import ServedModel
 from sdk.serving.protocol import InferInputs, RequestError
@@ -284,7 +284,7 @@ class DynamicBatcher:
         short = getattr(backend, "min_batch", 1) - len(batch)
         if short > 0:  # a fixed-batch engine: blank rows, their outputs are ignored
             batch = np.concatenate([batch, np.zeros((short, *batch.shape[1:]), batch.dtype)])
-        outputs = backend.infer(batch)
+        outputs = backend.infer(batch, content_sizes([slot.record for slot in slots]))
         if "masks" in outputs and not any(slot.request.masks for slot in slots):
             outputs = {name: value for name, value in outputs.items() if name != "masks"}
         return decode_outputs(outputs, [slot.record for slot in slots], self.model.classes)

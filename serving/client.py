@@ -121,6 +121,7 @@ class Client:
         self._model = model
         self._classes: tuple[str, ...] | None = None
         self._network_input: tuple[Any, int] | None | bool = False  # not asked yet
+        self._sizes_input = False  # the network input model also takes image_sizes
         self._has_masks: bool | None = None
 
     # -- calls -------------------------------------------------------------------------
@@ -235,7 +236,10 @@ class Client:
 
             config = self._config()
             inputs = config.get("input", [])
-            dims = [int(d) for d in inputs[0].get("dims", [])] if len(inputs) == 1 else []
+            # a dynamic-shape graph also takes image_sizes [B, 2] (each image's content h, w)
+            self._sizes_input = [i.get("name") for i in inputs[1:]] == ["image_sizes"]
+            single = len(inputs) == 1 or self._sizes_input
+            dims = [int(d) for d in inputs[0].get("dims", [])] if single else []
             preprocess = config.get("parameters", {}).get("preprocess", {}).get("string_value")
             if len(dims) == 3 and dims[0] == 3 and preprocess:
                 batch = int(config.get("max_batch_size", 0)) or 1
@@ -249,7 +253,7 @@ class Client:
         max_detections: int | None, channel_order: str,
     ) -> list[Detections]:
         from sdk.postprocess import decode_outputs
-        from sdk.preprocess import iter_chunks, preprocess_batch
+        from sdk.preprocess import content_sizes, iter_chunks, preprocess_batch
 
         out: list[Detections] = []
         requested = [self._module.InferRequestedOutput(name) for name in OUTPUT_NAMES]
@@ -257,7 +261,12 @@ class Client:
             batch, records = preprocess_batch(chunk, preprocess, load=lambda x: load_image(x, channel_order=channel_order))
             tensor = self._module.InferInput(INPUT_NAME, list(batch.shape), "UINT8" if batch.dtype == np.uint8 else "FP32")
             tensor.set_data_from_numpy(batch)
-            result = self._call("infer", self.model, [tensor], outputs=requested)
+            tensors = [tensor]
+            if self._sizes_input:
+                sizes = self._module.InferInput("image_sizes", [len(records), 2], "INT64")
+                sizes.set_data_from_numpy(content_sizes(records))
+                tensors.append(sizes)
+            result = self._call("infer", self.model, tensors, outputs=requested)
             outputs = {name: result.as_numpy(name) for name in OUTPUT_NAMES}
             out += decode_outputs(outputs, records, self.classes, score_thr=score_thr or 0.0)
         if max_detections is not None:

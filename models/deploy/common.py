@@ -17,7 +17,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import boxes as box_ops
 
 import sdk.trt_plugins  # noqa: F401  registers torch.ops.sdk.* before any tracing
-from sdk.models.inputs import ImageNormalizer, as_image_list
+from sdk.models.inputs import ImageNormalizer, as_image_list, zero_padding
 from sdk.postprocess_record import Postprocess
 from sdk.preprocess import Preprocess, dynamic_input_range
 
@@ -76,10 +76,23 @@ def graph_anchors(anchor_generator: nn.Module, images: Tensor, features: list[Te
     return anchor_generator(ImageList(images[:1], [(height, width)]), [f[:1] for f in features])[0]
 
 
-def clip_to_input(boxes: Tensor, image_size: tuple[int, int] | None, images: Tensor) -> Tensor:
-    """``boxes`` [..., 4] xyxy clipped to the static ``image_size`` or, when ``None``, to
-    ``images``' own (H, W) (torchvision's ``clip_boxes_to_image``)."""
-    return box_ops.clip_boxes_to_image(boxes, image_size if image_size is not None else images.shape[-2:])
+def clip_to_input(boxes: Tensor, image_size: tuple[int, int] | None, images: Tensor,
+                  image_sizes: Tensor | None = None) -> Tensor:
+    """``boxes`` [B, ...,  4] xyxy clipped as torchvision's ``clip_boxes_to_image``: to
+    each image's content ``image_sizes`` [B, 2] (h, w) when given, else to the static
+    ``image_size`` or, when ``None``, to ``images``' own (H, W)."""
+    if image_sizes is None:
+        return box_ops.clip_boxes_to_image(boxes, image_size if image_size is not None else images.shape[-2:])
+    limits = image_sizes.flip(-1).repeat(1, 2).to(boxes.dtype)  # [B, 4]: w, h, w, h
+    limits = limits.view(limits.shape[0], *([1] * (boxes.dim() - 2)), 4)
+    return torch.minimum(boxes.clamp(min=0), limits)
+
+
+def normalized_input(normalize: nn.Module, images: Tensor, image_sizes: Tensor | None) -> Tensor:
+    """The float network input of ``images``: normalized and, with ``image_sizes``, the
+    padding zeroed as torchvision pads (``sdk.models.inputs.zero_padding``)."""
+    x = normalize(images)
+    return x if image_sizes is None else zero_padding(x, image_sizes)
 
 
 def check_postprocess(postprocess: Mapping[str, float | int]) -> tuple[float, float, int]:

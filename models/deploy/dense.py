@@ -25,6 +25,7 @@ from sdk.models.deploy.common import (
     gather_rows,
     graph_anchors,
     input_size,
+    normalized_input,
     pad_candidates,
     static_anchors,
 )
@@ -34,6 +35,9 @@ from sdk.preprocess import Preprocess
 class DenseDeployModule(nn.Module):
     """``images [B, 3, H, W]`` (uint8, or normalized float32 when the preprocess does
     not normalize in the graph) -> ``DetectionOutputs`` (contract 2, K = ``max_det``).
+    ``image_sizes`` int64 [B, 2] (a dynamic-shape graph's second input): each image's
+    content (h, w) at the top left; the padding is zeroed after normalization and boxes
+    clip to the content, as torchvision batches images.
 
     Args:
         model: the eager detector (``backbone``, ``head``, ``anchor_generator``,
@@ -67,8 +71,8 @@ class DenseDeployModule(nn.Module):
         """``deltas`` [M, 4], ``anchors`` [M, 4] xyxy -> boxes [M, 4] xyxy."""
         raise NotImplementedError
 
-    def forward(self, images: Tensor) -> DetectionOutputs:
-        features = list(self.backbone(self.normalize(images)).values())
+    def forward(self, images: Tensor, image_sizes: Tensor | None = None) -> DetectionOutputs:
+        features = list(self.backbone(normalized_input(self.normalize, images, image_sizes)).values())
         head_outputs = self.head(features)
         scores = self.class_scores(head_outputs)
         regression = head_outputs["bbox_regression"]
@@ -92,7 +96,7 @@ class DenseDeployModule(nn.Module):
             level_labels.append(top_idx % num_classes)
             start = start + size
 
-        boxes = clip_to_input(torch.cat(level_boxes, dim=1), self.image_size, images)
+        boxes = clip_to_input(torch.cat(level_boxes, dim=1), self.image_size, images, image_sizes)
         top_scores, labels = torch.cat(level_scores, dim=1), torch.cat(level_labels, dim=1)
         # one row per candidate, its score in its class column: NMS stays class-wise
         candidate_scores = top_scores.new_zeros((*top_scores.shape, num_classes))

@@ -33,6 +33,7 @@ from sdk.models.deploy.common import (
     graph_anchors,
     input_size,
     layout_size,
+    normalized_input,
     pad_candidates,
     shift_labels,
     static_anchors,
@@ -45,7 +46,8 @@ _PADDING_LOGIT = -1e4  # objectness of a dynamic-shape level's padding candidate
 
 
 class FasterRCNNDeploy(nn.Module):
-    """``images [B, 3, H, W]`` -> ``DetectionOutputs`` (contract 2, K = ``max_det``).
+    """``images [B, 3, H, W]`` -> ``DetectionOutputs`` (contract 2, K = ``max_det``);
+    ``image_sizes`` int64 [B, 2] as ``DenseDeployModule``'s (RPN proposals clip to it too).
 
     Args:
         model: the eager ``sdk.models.FasterRCNN`` (``backbone``, ``rpn``, ``roi_heads``);
@@ -99,12 +101,12 @@ class FasterRCNNDeploy(nn.Module):
         used = int(round(math.log2(scales[0] / scales[-1]))) + 1
         self.featmap_names, self.spatial_scales = self.featmap_names[:used], scales[:used]
 
-    def forward(self, images: Tensor) -> DetectionOutputs:
-        features = self.backbone(self.normalize(images))
-        proposals, valid = self.propose(images, list(features.values()))
-        return self.detect(images, [features[name] for name in self.featmap_names], proposals, valid)
+    def forward(self, images: Tensor, image_sizes: Tensor | None = None) -> DetectionOutputs:
+        features = self.backbone(normalized_input(self.normalize, images, image_sizes))
+        proposals, valid = self.propose(images, list(features.values()), image_sizes)
+        return self.detect(images, [features[name] for name in self.featmap_names], proposals, valid, image_sizes)
 
-    def propose(self, images: Tensor, features: list[Tensor]) -> tuple[Tensor, Tensor]:
+    def propose(self, images: Tensor, features: list[Tensor], image_sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """RPN: the input and its features -> (proposals float [B, P, 4] xyxy, valid bool [B, P])."""
         objectness, deltas = self.rpn_head(features)
         objectness, deltas = concat_box_prediction_layers(objectness, deltas)
@@ -127,7 +129,7 @@ class FasterRCNNDeploy(nn.Module):
         top_idx = torch.cat(top_idx, dim=1)  # [B, M]
         scores = torch.sigmoid(torch.cat(top_logits, dim=1))
         boxes = self.rpn_box_coder.decode_single(gather_rows(deltas, top_idx).reshape(-1, 4), anchors[top_idx].reshape(-1, 4))
-        boxes = clip_to_input(boxes.reshape(-1, top_idx.shape[1], 4), self.image_size, images)
+        boxes = clip_to_input(boxes.reshape(-1, top_idx.shape[1], 4), self.image_size, images, image_sizes)
         keep = _not_small(boxes, self.rpn_min_size) & (scores >= self.rpn_score_thresh)
         scores = torch.where(keep, scores, torch.zeros_like(scores))
         # score_threshold 0: masked rows (score 0) never survive, kept ones (>= thresh) do
@@ -136,7 +138,8 @@ class FasterRCNNDeploy(nn.Module):
         )
         return proposals, valid_rows(num, self.rpn_post_nms_top_n)
 
-    def detect(self, images: Tensor, features: list[Tensor], proposals: Tensor, valid: Tensor) -> DetectionOutputs:
+    def detect(self, images: Tensor, features: list[Tensor], proposals: Tensor, valid: Tensor,
+               image_sizes: Tensor | None = None) -> DetectionOutputs:
         """Box head: pooled RoI features -> class-wise NMS'd detections."""
         pooled = torch.ops.sdk.multilevel_roi_align(
             proposals, features, self.roi_output_size, self.roi_sampling_ratio, False,
@@ -146,7 +149,7 @@ class FasterRCNNDeploy(nn.Module):
         class_logits, box_regression = self.box_predictor(self.box_head(pooled.flatten(0, 1)))
         num_classes = class_logits.shape[-1]
         boxes = self.box_coder.decode_single(box_regression, proposals.reshape(-1, 4))
-        boxes = clip_to_input(boxes.reshape(-1, num_proposals, num_classes, 4), self.image_size, images)
+        boxes = clip_to_input(boxes.reshape(-1, num_proposals, num_classes, 4), self.image_size, images, image_sizes)
         scores = F.softmax(class_logits, -1).reshape(-1, num_proposals, num_classes)
         boxes, scores = boxes[:, :, 1:], scores[:, :, 1:]  # drop the background class
         keep = _not_small(boxes, _BOX_MIN_SIZE) & valid.unsqueeze(-1)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from sdk.errors import ConfigError
-from sdk.models.deploy.common import valid_rows
+from sdk.models.deploy.common import normalized_input, valid_rows
 from sdk.models.deploy.faster_rcnn import FasterRCNNDeploy
 from sdk.preprocess import Preprocess
 
@@ -53,11 +53,11 @@ class MaskRCNNDeploy(FasterRCNNDeploy):
         self.mask_sampling_ratio = int(pool.sampling_ratio)
         self.mask_size = mask_output_size(model)
 
-    def forward(self, images: Tensor) -> InstanceOutputs:
-        features = self.backbone(self.normalize(images))
-        proposals, valid = self.propose(images, list(features.values()))
+    def forward(self, images: Tensor, image_sizes: Tensor | None = None) -> InstanceOutputs:
+        features = self.backbone(normalized_input(self.normalize, images, image_sizes))
+        proposals, valid = self.propose(images, list(features.values()), image_sizes)
         levels = [features[name] for name in self.featmap_names]
-        detections = self.detect(images, levels, proposals, valid)
+        detections = self.detect(images, levels, proposals, valid, image_sizes)
         return InstanceOutputs(*detections, self.masks(levels, detections.boxes, detections.labels, detections.num_dets))
 
     def masks(self, features: list[Tensor], boxes: Tensor, labels: Tensor, num_dets: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ import numpy as np
 from sdk.detections import Detections
 from sdk.images import load_image
 from sdk.postprocess import decode_outputs
-from sdk.preprocess import Preprocess, preprocess_batch
+from sdk.preprocess import Preprocess, content_sizes, preprocess_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -76,7 +76,7 @@ class EagerPredictor:
         backend = TorchBackend(self.model, preprocess=self.preprocess, max_det=self.max_det,
                                device=self.device, max_batch=len(rgb))
         try:
-            outputs = backend.infer(batch)
+            outputs = backend.infer(batch, content_sizes(records))
         finally:
             self.model.train(was_training)
         return decode_outputs(outputs, records, self.classes, score_thr=self.score_thr)

@@ -77,8 +77,9 @@ class AOTIBackend:
             self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
         log.debug("aoti package %s on %s", loaded.model_path, self.device)
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run ``batch`` [B, 3, H, W]; returns the contract outputs (numpy, contract dtypes)."""
+    def infer(self, batch: np.ndarray, image_sizes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Run ``batch`` [B, 3, H, W]; returns the contract outputs (numpy, contract dtypes).
+        ``image_sizes`` is ignored: an AOTInductor package has one static input size."""
         import torch
 
         if batch.dtype != self.input_dtype:

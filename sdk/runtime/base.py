@@ -49,10 +49,13 @@ class Backend(Protocol):
     max_batch: int
     input_dtype: np.dtype
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def infer(self, batch: np.ndarray, image_sizes: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Run ``batch`` [B, 3, H, W] (``input_dtype``) and return the contract outputs:
         ``num_dets`` int32 [B, 1], ``boxes`` float32 [B, K, 4] xyxy network-input pixels,
-        ``scores`` float32 [B, K] descending, ``labels`` int32 [B, K]."""
+        ``scores`` float32 [B, K] descending, ``labels`` int32 [B, K]. ``image_sizes``
+        int [B', 2] (``sdk.preprocess.content_sizes``): each image's content (h, w),
+        which a dynamic-shape graph zeroes the padding around and clips boxes to;
+        other graphs ignore it."""
         ...
 
 
@@ -87,6 +90,27 @@ def create_backend(loaded: LoadedModelDir, *, device: str = "cpu", **options: An
             ) from exc
         raise  # an sdk module is missing: a packaging bug, keep the traceback
     return getattr(module, class_name)(loaded, device=device, **options)
+
+
+SIZES_INPUT = "image_sizes"
+
+
+def graph_inputs(manifest: Any) -> list[str]:
+    """The graph's input names: ``images``, and for a dynamic-shape graph (H, W = -1)
+    ``image_sizes`` int64 [B, 2], each image's content (h, w) at the top left."""
+    return [manifest.input.name, *([SIZES_INPUT] if manifest.input.hw == (-1, -1) else [])]
+
+
+def sizes_input(batch: np.ndarray, image_sizes: np.ndarray | None) -> np.ndarray:
+    """``image_sizes`` int64 [B, 2] for ``batch`` [B, 3, H, W]: the given rows (one per
+    real image) and the full (H, W) for the rest (a fixed-batch engine's blank rows), or
+    the full (H, W) for every row when ``image_sizes`` is None."""
+    sizes = np.empty((batch.shape[0], 2), np.int64)
+    sizes[:] = batch.shape[-2:]
+    if image_sizes is not None:
+        given = np.asarray(image_sizes, np.int64).reshape(-1, 2)[: batch.shape[0]]
+        sizes[: len(given)] = given
+    return sizes
 
 
 def input_hw_bounds(manifest: Any) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -27,7 +27,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from sdk.errors import BackendUnavailableError, ModelDirError
 from sdk.manifest import CONTRACT_OUTPUTS
-from sdk.runtime.base import input_hw_bounds, parse_device
+from sdk.runtime.base import SIZES_INPUT, graph_inputs, input_hw_bounds, parse_device, sizes_input
 from sdk.runtime.graph_check import check_run_outputs, check_signature
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,21 +98,27 @@ class OnnxRuntimeBackend:
             check_run_outputs(outputs, manifest, self.min_batch, loaded.model_path)
         log.debug("onnxruntime session on %s, providers %s", loaded.model_path, self.session.get_providers())
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run ``batch`` [B, 3, H, W]; returns every graph output by name (contract 2)."""
+    def infer(self, batch: np.ndarray, image_sizes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Run ``batch`` [B, 3, H, W] (and ``image_sizes``, ``Backend.infer``); returns
+        every graph output by name (contract 2)."""
         if batch.dtype != self.input_dtype:
             batch = batch.astype(self.input_dtype)
-        outputs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(batch)})
+        feed = {self.input_name: np.ascontiguousarray(batch)}
+        if self.takes_sizes:
+            feed[SIZES_INPUT] = sizes_input(batch, image_sizes)
+        outputs = self.session.run(self.output_names, feed)
         return dict(zip(self.output_names, outputs))
 
     def _check_input(self, loaded: LoadedModelDir) -> tuple[str, np.dtype, int | str | None]:
         inputs = self.session.get_inputs()
         spec = loaded.manifest.input
-        if len(inputs) != 1 or inputs[0].name != spec.name:
+        expected = graph_inputs(loaded.manifest)
+        if [i.name for i in inputs] != expected:
             raise ModelDirError(
-                f"{loaded.model_path} takes inputs {[i.name for i in inputs]}, the manifest expects one named "
-                f"{spec.name!r}; re-export the model_dir"
+                f"{loaded.model_path} takes inputs {[i.name for i in inputs]}, the manifest expects {expected}; "
+                "re-export the model_dir"
             )
+        self.takes_sizes = len(expected) == 2
         dtype = _ORT_DTYPES.get(inputs[0].type)
         if dtype != spec.dtype:
             raise ModelDirError(

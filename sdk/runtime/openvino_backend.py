@@ -44,7 +44,7 @@ import numpy as np
 
 from sdk.errors import BackendUnavailableError, ConfigError, ModelDirError, require
 from sdk.manifest import CONTRACT_OUTPUTS
-from sdk.runtime.base import input_hw_bounds, parse_device
+from sdk.runtime.base import SIZES_INPUT, graph_inputs, input_hw_bounds, parse_device, sizes_input
 from sdk.runtime.graph_check import check_run_outputs, check_signature
 
 # A missing openvino raises here with the pip extra to install (create_backend's
@@ -153,10 +153,11 @@ class OpenVINOBackend:
             self.compiled.get_property(ov_props.inference_num_threads),
         )
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run ``batch`` [B, 3, H, W] (min_batch <= B <= max_batch); returns every graph
-        output by name (contract 2: ``num_dets`` int32 [B, 1], ``boxes`` float32 [B, K, 4],
-        ``scores`` float32 [B, K], ``labels`` int32 [B, K])."""
+    def infer(self, batch: np.ndarray, image_sizes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Run ``batch`` [B, 3, H, W] (min_batch <= B <= max_batch; ``image_sizes`` as
+        ``Backend.infer``); returns every graph output by name (contract 2: ``num_dets``
+        int32 [B, 1], ``boxes`` float32 [B, K, 4], ``scores`` float32 [B, K], ``labels``
+        int32 [B, K])."""
         if batch.dtype != self.input_dtype:
             batch = batch.astype(self.input_dtype)
         batch = np.ascontiguousarray(batch)
@@ -164,7 +165,10 @@ class OpenVINOBackend:
             # share_inputs: the request reads ``batch`` in place (infer is synchronous, so it
             # stays alive and unchanged); share_outputs=False: results are copies, not views
             # of the request's buffers, which the next call overwrites
-            results = self._request.infer({self.input_name: batch}, share_inputs=True)
+            feed = {self.input_name: batch}
+            if self.takes_sizes:
+                feed[SIZES_INPUT] = sizes_input(batch, image_sizes)
+            results = self._request.infer(feed, share_inputs=True)
             outputs = {name: results[port] for name, port in self._outputs}
         return {
             name: value.astype(OUTPUT_DTYPES[name], copy=False) if name in OUTPUT_DTYPES else value
@@ -174,11 +178,13 @@ class OpenVINOBackend:
     def _check_input(self, loaded: LoadedModelDir, model: Any) -> tuple[str, np.dtype]:
         spec = loaded.manifest.input
         inputs = model.inputs
-        if len(inputs) != 1 or spec.name not in inputs[0].get_names():
+        expected = graph_inputs(loaded.manifest)
+        if len(inputs) != len(expected) or not all(name in i.get_names() for name, i in zip(expected, inputs)):
             raise ModelDirError(
-                f"{loaded.model_path} takes inputs {[i.get_any_name() for i in inputs]}, the manifest expects one "
-                f"named {spec.name!r}; re-export the model_dir"
+                f"{loaded.model_path} takes inputs {[i.get_any_name() for i in inputs]}, the manifest expects "
+                f"{expected}; re-export the model_dir"
             )
+        self.takes_sizes = len(expected) == 2
         element = inputs[0].get_element_type().get_type_name()
         if _INPUT_DTYPES.get(element) != spec.dtype:
             raise ModelDirError(
@@ -213,8 +219,11 @@ class OpenVINOBackend:
             ov.Dimension(h) if h > 0 else shape[2],
             ov.Dimension(w) if w > 0 else shape[3],
         ]
+        shapes = {self.input_name: ov.PartialShape(dims)}
+        if self.takes_sizes:
+            shapes[SIZES_INPUT] = ov.PartialShape([ov.Dimension(self.min_batch, self.max_batch), 2])
         try:
-            model.reshape({self.input_name: ov.PartialShape(dims)})
+            model.reshape(shapes)
         except RuntimeError as exc:
             raise ModelDirError(
                 f"{loaded.model_path} does not accept the manifest's input {list(loaded.manifest.input.shape)} with "

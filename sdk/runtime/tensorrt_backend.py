@@ -29,7 +29,7 @@ import numpy as np
 
 from sdk.errors import BackendUnavailableError, ModelDirError
 from sdk.manifest import CONTRACT_OUTPUTS
-from sdk.runtime.base import input_hw_bounds, parse_device
+from sdk.runtime.base import SIZES_INPUT, graph_inputs, input_hw_bounds, parse_device, sizes_input
 from sdk.runtime.tensorrt_api import build_target, check_tensorrt_version, target_mismatch
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -159,9 +159,10 @@ class TensorRTBackend:
         self._stream = _check(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        if inputs != [manifest.input.name]:
-            raise ModelDirError(f"{loaded.model_path} takes inputs {inputs}, the manifest says {manifest.input.name!r}")
+        if inputs != graph_inputs(manifest):
+            raise ModelDirError(f"{loaded.model_path} takes inputs {inputs}, the manifest says {graph_inputs(manifest)}")
         self.input_name = inputs[0]
+        self.takes_sizes = len(inputs) == 2
         self.output_names = [n for n in names if n not in inputs]
         missing = [n for n in CONTRACT_OUTPUTS if n not in self.output_names]
         if missing:
@@ -176,8 +177,9 @@ class TensorRTBackend:
         if warmup:
             self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run ``batch`` [B, 3, H, W] (min_batch <= B <= max_batch); returns the contract outputs."""
+    def infer(self, batch: np.ndarray, image_sizes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Run ``batch`` [B, 3, H, W] (min_batch <= B <= max_batch; ``image_sizes`` as
+        ``Backend.infer``); returns the contract outputs."""
         if not self.min_batch <= batch.shape[0] <= self.max_batch:
             raise ValueError(f"batch of {batch.shape[0]} outside the engine's {self.min_batch}..{self.max_batch}")
         check_input_hw(batch.shape[-2:], self._largest_hw, self._divisor)
@@ -187,9 +189,14 @@ class TensorRTBackend:
         cudart, stream = self._cudart, self._stream
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self.context.set_input_shape(self.input_name, batch.shape)
+        host_inputs = {self.input_name: batch}
+        if self.takes_sizes:
+            host_inputs[SIZES_INPUT] = sizes_input(batch, image_sizes)
+            self.context.set_input_shape(SIZES_INPUT, host_inputs[SIZES_INPUT].shape)
         for name, pointer in pointers.items():
             self.context.set_tensor_address(name, pointer)
-        _check(cudart.cudaMemcpyAsync(pointers[self.input_name], batch.ctypes.data, batch.nbytes, h2d, stream), "copy")
+        for name, array in host_inputs.items():
+            _check(cudart.cudaMemcpyAsync(pointers[name], array.ctypes.data, array.nbytes, h2d, stream), "copy")
         if not self.context.execute_async_v3(int(stream)):  # TensorRT takes the raw cudaStream_t handle
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
         results = {n: np.empty(shapes[n], self.output_dtypes[n]) for n in self.output_names}
@@ -204,6 +211,8 @@ class TensorRTBackend:
         per batch size, not once per image size."""
         if batch not in self._buffers:
             sizes = {self.input_name: buffer_nbytes((batch, 3, *self._largest_hw), self.input_dtype.name)}
+            if self.takes_sizes:
+                sizes[SIZES_INPUT] = buffer_nbytes((batch, 2), "int64")
             sizes |= {n: buffer_nbytes(shapes[n], self.output_dtypes[n]) for n in self.output_names}
             self._buffers[batch] = {n: _check(self._cudart.cudaMalloc(b), "cudaMalloc") for n, b in sizes.items()}
         return self._buffers[batch]

@@ -51,6 +51,8 @@ class TorchBackend:
         from sdk.models.inputs import ImageNormalizer
 
         self._normalize = ImageNormalizer(preprocess).to(self.device)  # as the exported graphs
+        # a varying-shape record: torchvision's batching, as its dynamic-shape graphs do it
+        self._content_aware = preprocess.static_shape is None
 
     @classmethod
     def from_checkpoint(
@@ -71,14 +73,22 @@ class TorchBackend:
         )
         return backend, meta
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run ``batch`` [B, 3, H, W] (uint8 or normalized float32); returns contract 2."""
+    def infer(self, batch: np.ndarray, image_sizes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Run ``batch`` [B, 3, H, W] (uint8 or normalized float32); returns contract 2.
+        ``image_sizes`` (``Backend.infer``) counts for a varying-shape record (keep_ratio
+        without a canvas): the model zeroes the padding and clips to each image's content,
+        as the dynamic-shape graphs do."""
         import torch
+
+        from sdk.runtime.base import sizes_input
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
             x = self._normalize(x) if x.dtype == torch.uint8 else x.float()
-            detections = self.model(x)
+            if self._content_aware and image_sizes is not None:
+                detections = self.model(x, image_sizes=torch.from_numpy(sizes_input(batch, image_sizes)).to(self.device))
+            else:
+                detections = self.model(x)
         return pack_detections(detections, max_det=self.max_det)
 
 

@@ -108,7 +108,7 @@ def fake_tensorrt(version: str, *, engine: dict | None = None) -> types.ModuleTy
         profile = _Strict(trt, "IOptimizationProfile")
         config = _Strict(trt, "IBuilderConfig",
                          create_timing_cache=lambda data: _Strict(trt, "ITimingCache", serialize=lambda: b"cache"))
-        network = _Strict(trt, "INetworkDefinition", get_input=lambda i: _Strict(trt, "ITensor", name="images"))
+        network = _Strict(trt, "INetworkDefinition", get_input=lambda i: _Strict(trt, "ITensor", name="images"), num_inputs=1)
         return _Strict(trt, "Builder", create_network=lambda flags: network, create_builder_config=lambda: config,
                        create_optimization_profile=lambda: profile, build_serialized_network=lambda n, c: b"engine")
 

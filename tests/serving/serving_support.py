@@ -69,13 +69,13 @@ class GatedBackend:
         self.batch_sizes: list[int] = []
         self.batches: list = []
 
-    def infer(self, batch):
+    def infer(self, batch, image_sizes=None):
         self.batch_sizes.append(len(batch))
         self.batches.append(batch.copy())
         self.entered.set()
         if not self.gate.wait(timeout=30):
             raise TimeoutError("test gate never opened")
-        return self._backend.infer(batch)
+        return self._backend.infer(batch, image_sizes)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

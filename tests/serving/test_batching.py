@@ -247,10 +247,10 @@ class FlakyBackend:
         self._backend, self.min_batch = backend, backend.min_batch
         self.broken = threading.Event()
 
-    def infer(self, batch):
+    def infer(self, batch, image_sizes=None):
         if self.broken.is_set():
             raise RuntimeError("device lost")
-        return self._backend.infer(batch)
+        return self._backend.infer(batch, image_sizes)
 
 
 def test_a_backend_fault_fails_its_batch_and_the_server_goes_on(model_dir, scenes):
@@ -324,9 +324,9 @@ class SlowBackend:
         self._backend, self.per_image_s = backend, per_image_s
         self.min_batch, self.max_batch = backend.min_batch, backend.max_batch
 
-    def infer(self, batch):
+    def infer(self, batch, image_sizes=None):
         time.sleep(self.per_image_s * len(batch))
-        return self._backend.infer(batch)
+        return self._backend.infer(batch, image_sizes)
 
 
 def test_a_huge_request_does_not_starve_a_concurrent_small_one(model_dir):

@@ -111,9 +111,9 @@ DRAIN_SCRIPT = textwrap.dedent(
     class Slow:  # every batch takes 0.4 s, so requests are in flight when SIGTERM comes
         def __init__(self, backend):
             self.backend, self.min_batch = backend, backend.min_batch
-        def infer(self, batch):
+        def infer(self, batch, image_sizes=None):
             time.sleep(0.4)
-            return self.backend.infer(batch)
+            return self.backend.infer(batch, image_sizes)
 
     model = ServedModel.from_model_dir(sys.argv[1])
     factory = model.backend_factory

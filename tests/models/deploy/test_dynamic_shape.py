@@ -22,6 +22,8 @@ KEEP_RATIO = Preprocess(mode="keep_ratio", size=(224, 320), pad_value=114, mean=
 DYNAMIC_FAMILIES = ("retinanet_tiny", "fcos_tiny", "fasterrcnn_tiny", "maskrcnn_tiny", "rtmdet_nano")
 # (batch, H, W): landscape, portrait, a small one whose top levels are a single cell, none the traced size
 SIZES = [(2, 224, 320), (1, 320, 160), (3, 64, 96)]
+# each image's content (h, w) at the top left of its padded input, as torchvision batches them
+CONTENT = {(2, 224, 320): [[224, 301], [199, 320]], (1, 320, 160): [[320, 143]], (3, 64, 96): [[64, 96], [40, 90], [64, 70]]}
 # ONNX Runtime's convolutions round differently from PyTorch's (RTMDet's BatchNorm heads most)
 ORT_TOLERANCE = {"atol": 1e-2, "score_atol": 1e-4, "score_rtol": 1e-4}
 
@@ -37,9 +39,18 @@ def _dynamic(name: str):
     return model, build_deploy_module(model, preprocess=KEEP_RATIO, postprocess=postprocess), postprocess
 
 
-def _reference(model, deploy, images: torch.Tensor, max_det: int) -> dict[str, np.ndarray]:
+def _sizes(shape) -> torch.Tensor:
+    return torch.tensor(CONTENT[shape], dtype=torch.int64)
+
+
+def _reference(model, deploy, images: torch.Tensor, max_det: int, image_sizes=None) -> dict[str, np.ndarray]:
+    from sdk.runtime.torch_backend import pack_detections
+
     normalized = (images.float() - deploy.normalize.mean) / deploy.normalize.std
-    return eager_contract(model, normalized, max_det=max_det)
+    if image_sizes is None:
+        return eager_contract(model, normalized, max_det=max_det)
+    with torch.no_grad():
+        return pack_detections(model(normalized, image_sizes=image_sizes), max_det=max_det)
 
 
 @pytest.mark.parametrize("name", DYNAMIC_FAMILIES)
@@ -48,9 +59,10 @@ def test_dynamic_deploy_module_matches_eager_at_every_size(name):
     assert deploy.image_size is None and not hasattr(deploy, "anchors")  # anchors come from the graph
     for shape in SIZES:
         images = _images(*shape)
-        with torch.no_grad():
-            ours = {k: v.numpy() for k, v in deploy(images)._asdict().items()}
-        assert_same_contract(ours, _reference(model, deploy, images, postprocess["max_det"]), min_dets=5)
+        for sizes in (None, _sizes(shape)):  # content filling the input, and torchvision's padded batch
+            with torch.no_grad():
+                ours = {k: v.numpy() for k, v in deploy(images, sizes)._asdict().items()}
+            assert_same_contract(ours, _reference(model, deploy, images, postprocess["max_det"], sizes), min_dets=5)
 
 
 def _export_and_compare(name: str, tmp_path, flavor: str) -> None:
@@ -59,7 +71,9 @@ def _export_and_compare(name: str, tmp_path, flavor: str) -> None:
     model, deploy, postprocess = _dynamic(name)
     path = export_onnx(deploy, tmp_path / "dynamic.onnx", flavor=flavor, input_shape=(224, 288), max_batch=4,
                        dynamic_hw=(32, 320))
-    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    graph_inputs = onnx.load(str(path)).graph.input
+    assert [i.name for i in graph_inputs] == ["images", "image_sizes"]
+    dims = graph_inputs[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims[1:2]] == [3] and all(d.dim_param for d in (dims[0], dims[2], dims[3]))
     if flavor == "tensorrt":
         from sdk.trt_plugins.ort_ops import inference_session
@@ -71,9 +85,9 @@ def _export_and_compare(name: str, tmp_path, flavor: str) -> None:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     for shape in SIZES:
-        images = _images(*shape)
-        ours = dict(zip(names, session.run(None, {"images": images.numpy()})))
-        reference = _reference(model, deploy, images, postprocess["max_det"])
+        images, sizes = _images(*shape), _sizes(shape)
+        ours = dict(zip(names, session.run(None, {"images": images.numpy(), "image_sizes": sizes.numpy()})))
+        reference = _reference(model, deploy, images, postprocess["max_det"], sizes)
         assert_same_contract(ours, reference, min_dets=5, **ORT_TOLERANCE)
 
 
