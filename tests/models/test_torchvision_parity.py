@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from parity_support import assert_same_detections, assert_same_masks, randomize_, run_torchvision, torchvision_reference
@@ -111,3 +112,50 @@ def test_training_losses_match_torchvision(pair):
     for key in expected:
         assert torch.isfinite(actual[key])
         torch.testing.assert_close(actual[key], expected[key], rtol=1e-4, atol=1e-5, msg=f"{name} loss {key}")
+
+
+# two images whose short side is 96: torchvision's transform (min 96, max 160) leaves them
+# unresized and pads the batch to 160 x 160, as the SDK's keep_ratio batches do
+CONTENT_SIZES = [(96, 150), (130, 96)]
+
+
+@pytest.mark.parametrize("pair", [n for n in TORCHVISION_NAMED if not n.startswith("ssdlite")], indirect=True)
+def test_padded_batch_with_image_sizes_matches_torchvision(pair):
+    """torchvision's batching: a list of differently sized images, each zero-padded
+    (after normalizing) to the batch's /32 size and its boxes clipped to itself. The
+    SDK's eager model given ``image_sizes``, and its dynamic-shape DeployModule, give
+    torchvision's detections whatever the padding held before."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from sdk.models.deploy import build_deploy_module
+    from sdk.preprocess import Preprocess
+
+    name, reference, ours = pair
+    generator = torch.Generator().manual_seed(6)
+    images = [torch.randn(3, h, w, generator=generator) for h, w in CONTENT_SIZES]
+    batch = torch.randn(2, 3, 160, 160, generator=generator) * 5  # garbage padding: must not matter
+    for i, image in enumerate(images):
+        batch[i, :, : image.shape[1], : image.shape[2]] = image
+    sizes = torch.tensor(CONTENT_SIZES)
+    # left in training mode, as run_torchvision's: no mask pasting, boxes already in input pixels
+    reference.transform = GeneralizedRCNNTransform(min_size=96, max_size=160, image_mean=[0.0] * 3,
+                                                   image_std=[1.0] * 3)
+    dynamic = Preprocess(mode="keep_ratio", size=(96, 160), mean=(0.0,) * 3, std=(1.0,) * 3, normalize_in_graph=False)
+    heads = getattr(ours, "roi_heads", ours)  # the thresholds torchvision's builder set
+    postprocess = {"score_thr": heads.score_thresh, "iou_thr": heads.nms_thresh, "max_det": heads.detections_per_img}
+    deploy = build_deploy_module(ours, preprocess=dynamic, postprocess=postprocess)
+    with torch.no_grad():
+        expected = reference(images)
+        actual = ours(batch, image_sizes=sizes)
+        exported = {k: v.numpy() for k, v in deploy(batch, sizes)._asdict().items()}
+    assert_same_detections(actual, expected, min_dets=10)
+    if "masks" in expected[0]:
+        assert_same_masks(actual, expected)
+    # the dynamic-shape DeployModule: as many detections with the same scores (its boxes equal
+    # the eager model's: tests/models/deploy/test_dynamic_shape.py; random weights tie many
+    # scores here, and which of tied boxes NMS keeps is an implementation detail)
+    for b, ref in enumerate(expected):
+        n = int(exported["num_dets"][b, 0])
+        assert n == ref["boxes"].shape[0] >= 10
+        np.testing.assert_allclose(np.sort(exported["scores"][b, :n]), np.sort(ref["scores"].numpy()), rtol=1e-5,
+                                   atol=1e-5)
