@@ -24,7 +24,8 @@ import numpy as np
 
 from sdk.errors import ConfigError
 from sdk.images import IMAGE_SUFFIXES, list_image_folder, load_image
-from sdk.preprocess import Preprocess, preprocess_batch
+from sdk.preprocess import Preprocess, content_sizes, preprocess_batch
+from sdk.runtime.base import SIZES_INPUT
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ def _dataset_images(ann_file: Path) -> list[Path]:
 
 
 class CalibrationReader:
-    """Yields ``{input_name: batch}`` for each chunk of ``paths`` (see the module doc);
+    """Yields ``{input_name: batch}`` (and ``image_sizes`` for a dynamic-shape record) for
+    each chunk of ``paths`` (see the module doc);
     ``rewind()`` starts over. ``len()`` counts batches and ``set_range(start, end)``
     restricts the reader to batches ``start <= i < end``: ONNX Runtime's strided
     calibration (``CalibStridedMinMax``) reads a few batches at a time that way, which
@@ -102,9 +104,12 @@ class CalibrationReader:
         start, end = self._range
         for index in range(start, min(end, len(self))):
             chunk = self.paths[index * self.batch_size : (index + 1) * self.batch_size]
-            batch, _ = preprocess_batch([str(p) for p in chunk], self.preprocess,
-                                        load=lambda p: load_image(p, channel_order="rgb"))
-            yield {self.input_name: batch}
+            batch, records = preprocess_batch([str(p) for p in chunk], self.preprocess,
+                                              load=lambda p: load_image(p, channel_order="rgb"))
+            if self.preprocess.static_shape is None:  # a dynamic-shape graph: each image's content too
+                yield {self.input_name: batch, SIZES_INPUT: content_sizes(records)}
+            else:
+                yield {self.input_name: batch}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)

@@ -26,7 +26,7 @@ from typing import Sequence
 
 from sdk.errors import ConfigError, require
 from sdk.manifest import load_model_dir
-from sdk.runtime.base import SIZES_INPUT, graph_inputs
+from sdk.runtime.base import SIZES_INPUT
 
 _PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
 _CONFIG_DTYPES = {"uint8": "TYPE_UINT8", "float32": "TYPE_FP32", "float16": "TYPE_FP16"}
@@ -95,7 +95,7 @@ def write_triton_repository(
             ),
             # a dynamic-shape graph's second input: each image's content (h, w)
             *([model_config_pb2.ModelInput(name=SIZES_INPUT, data_type=model_config_pb2.DataType.Value("TYPE_INT64"),
-                                           dims=[2])] if SIZES_INPUT in graph_inputs(manifest) else []),
+                                           dims=[2])] if _takes_sizes(loaded) else []),
         ],
         output=contract_outputs(manifest.max_det),
         dynamic_batching=dynamic_batching(
@@ -142,3 +142,16 @@ Written by `sdk triton-repo` from an SDK model_dir. This is the bare network:
 `sdk serve` differs: it takes encoded images (BYTES) or RGB pixels of any size, preprocesses
 on the server and returns boxes in original image pixels.
 {plugins}"""
+
+
+def _takes_sizes(loaded) -> bool:
+    """Whether the model_dir's graph takes ``image_sizes``: a dynamic-shape ONNX graph that
+    lists it, or a dynamic-shape TensorRT engine (the exporter always adds it)."""
+    if loaded.manifest.input.hw != (-1, -1):
+        return False
+    if not str(loaded.model_path).endswith(".onnx"):
+        return True
+    import onnx
+
+    graph = onnx.load(str(loaded.model_path), load_external_data=False).graph
+    return SIZES_INPUT in [i.name for i in graph.input]

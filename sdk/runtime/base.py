@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from sdk.errors import BackendUnavailableError
+from sdk.errors import BackendUnavailableError, ModelDirError
 from sdk.preprocess import dynamic_input_range
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,10 +95,17 @@ def create_backend(loaded: LoadedModelDir, *, device: str = "cpu", **options: An
 SIZES_INPUT = "image_sizes"
 
 
-def graph_inputs(manifest: Any) -> list[str]:
-    """The graph's input names: ``images``, and for a dynamic-shape graph (H, W = -1)
-    ``image_sizes`` int64 [B, 2], each image's content (h, w) at the top left."""
-    return [manifest.input.name, *([SIZES_INPUT] if manifest.input.hw == (-1, -1) else [])]
+def check_graph_inputs(names: list[str], manifest: Any, model_path: Any) -> bool:
+    """Whether the graph (input ``names``) takes ``image_sizes``; ``ModelDirError`` unless
+    its inputs are ``[images]`` or, for a dynamic-shape graph (H, W = -1), ``[images,
+    image_sizes]`` (int64 [B, 2], each image's content (h, w) at the top left)."""
+    allowed = [[manifest.input.name]]
+    if manifest.input.hw == (-1, -1):
+        allowed.append([manifest.input.name, SIZES_INPUT])
+    if list(names) not in allowed:
+        raise ModelDirError(f"{model_path} takes inputs {list(names)}, the manifest expects "
+                            f"{' or '.join(map(str, allowed))}; re-export the model_dir")
+    return len(names) == 2
 
 
 def sizes_input(batch: np.ndarray, image_sizes: np.ndarray | None) -> np.ndarray:

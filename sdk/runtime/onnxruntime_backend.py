@@ -27,7 +27,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from sdk.errors import BackendUnavailableError, ModelDirError
 from sdk.manifest import CONTRACT_OUTPUTS
-from sdk.runtime.base import SIZES_INPUT, graph_inputs, input_hw_bounds, parse_device, sizes_input
+from sdk.runtime.base import SIZES_INPUT, check_graph_inputs, input_hw_bounds, parse_device, sizes_input
 from sdk.runtime.graph_check import check_run_outputs, check_signature
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,13 +112,7 @@ class OnnxRuntimeBackend:
     def _check_input(self, loaded: LoadedModelDir) -> tuple[str, np.dtype, int | str | None]:
         inputs = self.session.get_inputs()
         spec = loaded.manifest.input
-        expected = graph_inputs(loaded.manifest)
-        if [i.name for i in inputs] != expected:
-            raise ModelDirError(
-                f"{loaded.model_path} takes inputs {[i.name for i in inputs]}, the manifest expects {expected}; "
-                "re-export the model_dir"
-            )
-        self.takes_sizes = len(expected) == 2
+        self.takes_sizes = check_graph_inputs([i.name for i in inputs], loaded.manifest, loaded.model_path)
         dtype = _ORT_DTYPES.get(inputs[0].type)
         if dtype != spec.dtype:
             raise ModelDirError(

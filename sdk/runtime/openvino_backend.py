@@ -44,7 +44,7 @@ import numpy as np
 
 from sdk.errors import BackendUnavailableError, ConfigError, ModelDirError, require
 from sdk.manifest import CONTRACT_OUTPUTS
-from sdk.runtime.base import SIZES_INPUT, graph_inputs, input_hw_bounds, parse_device, sizes_input
+from sdk.runtime.base import SIZES_INPUT, check_graph_inputs, input_hw_bounds, parse_device, sizes_input
 from sdk.runtime.graph_check import check_run_outputs, check_signature
 
 # A missing openvino raises here with the pip extra to install (create_backend's
@@ -178,13 +178,8 @@ class OpenVINOBackend:
     def _check_input(self, loaded: LoadedModelDir, model: Any) -> tuple[str, np.dtype]:
         spec = loaded.manifest.input
         inputs = model.inputs
-        expected = graph_inputs(loaded.manifest)
-        if len(inputs) != len(expected) or not all(name in i.get_names() for name, i in zip(expected, inputs)):
-            raise ModelDirError(
-                f"{loaded.model_path} takes inputs {[i.get_any_name() for i in inputs]}, the manifest expects "
-                f"{expected}; re-export the model_dir"
-            )
-        self.takes_sizes = len(expected) == 2
+        names = [next((n for n in (spec.name, SIZES_INPUT) if n in i.get_names()), i.get_any_name()) for i in inputs]
+        self.takes_sizes = check_graph_inputs(names, loaded.manifest, loaded.model_path)
         element = inputs[0].get_element_type().get_type_name()
         if _INPUT_DTYPES.get(element) != spec.dtype:
             raise ModelDirError(

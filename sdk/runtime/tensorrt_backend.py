@@ -29,7 +29,7 @@ import numpy as np
 
 from sdk.errors import BackendUnavailableError, ModelDirError
 from sdk.manifest import CONTRACT_OUTPUTS
-from sdk.runtime.base import SIZES_INPUT, graph_inputs, input_hw_bounds, parse_device, sizes_input
+from sdk.runtime.base import SIZES_INPUT, check_graph_inputs, input_hw_bounds, parse_device, sizes_input
 from sdk.runtime.tensorrt_api import build_target, check_tensorrt_version, target_mismatch
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -159,10 +159,8 @@ class TensorRTBackend:
         self._stream = _check(self._cudart.cudaStreamCreate(), "cudaStreamCreate")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        if inputs != graph_inputs(manifest):
-            raise ModelDirError(f"{loaded.model_path} takes inputs {inputs}, the manifest says {graph_inputs(manifest)}")
+        self.takes_sizes = check_graph_inputs(inputs, manifest, loaded.model_path)
         self.input_name = inputs[0]
-        self.takes_sizes = len(inputs) == 2
         self.output_names = [n for n in names if n not in inputs]
         missing = [n for n in CONTRACT_OUTPUTS if n not in self.output_names]
         if missing:
