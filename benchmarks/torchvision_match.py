@@ -1,7 +1,7 @@
 """How many of torchvision's own detections each SDK artifact reproduces, on photos.
 
     python -m sdk.benchmarks.torchvision_match --images DIR [--model fasterrcnn_resnet50_fpn]
-        [--canvas 800x1344] [--out benchmarks/results/torchvision_match.md]
+        [--canvas 800 1344] [--out benchmarks/results/torchvision_match.md]
 
 One seeded random-weight checkpoint of a torchvision-named keep_ratio model (its 91
 COCO classes, score threshold 0.001, 300 detections per image: near-uniform scores
@@ -123,18 +123,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", required=True, type=Path, help="folder of photos")
     parser.add_argument("--model", default="fasterrcnn_resnet50_fpn", help="a torchvision-named keep_ratio model")
-    parser.add_argument("--canvas", default="800x1344", help="the static export's --input-size (default %(default)s)")
+    parser.add_argument("--canvas", nargs=2, type=int, default=(800, 1344), metavar=("H", "W"),
+                        help="the static export's --input-size (default 800 1344)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="markdown file to write (default: print)")
     args = parser.parse_args(argv)
     from sdk.benchmarks.committed_suites import random_checkpoint
-    from sdk.cli.arguments import parse_hw
 
-    canvas = parse_hw(args.canvas)
+    canvas = tuple(args.canvas)
+    photos = _photos(args.images)  # a bad folder fails before minutes of export work
     with tempfile.TemporaryDirectory(prefix="sdk-tv-match-") as tmp:
         work = Path(tmp)
         checkpoint = random_checkpoint(args.model, work / "model.pt", seed=args.seed, extra=MATCH_KNOBS)
-        rows = compare(checkpoint, _photos(args.images), work, canvas=canvas)
+        rows = compare(checkpoint, photos, work, canvas=canvas)
     command = "python -m sdk.benchmarks.torchvision_match " + " ".join(sys.argv[1:] if argv is None else argv)
     text = markdown(rows, model=args.model, canvas=canvas, command=command)
     if args.out:

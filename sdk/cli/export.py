@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch", type=int, default=8, help="largest batch the model accepts (default 8)")
     p.add_argument("--input-size", metavar="HxW",
                    help="network input size (default: the checkpoint's letterbox size, or a square canvas for "
-                        "keep_ratio models)")
+                        "keep_ratio models; see --dynamic-shape)")
     p.add_argument("--dynamic-shape", action="store_true",
                    help="keep_ratio models: a graph of any height and width (onnxruntime, openvino, tensorrt), "
                         "each image resized as torchvision does and padded to the divisor only, so detections "

@@ -8,6 +8,7 @@ eager and exported outputs with one code path. Imports torch (only this backend)
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -52,7 +53,9 @@ class TorchBackend:
 
         self._normalize = ImageNormalizer(preprocess).to(self.device)  # as the exported graphs
         # a varying-shape record: torchvision's batching, as its dynamic-shape graphs do it
-        self._content_aware = preprocess.static_shape is None
+        # (for an sdk.models detector: a user's own module may not take image_sizes)
+        takes_sizes = "image_sizes" in inspect.signature(self.model.forward).parameters
+        self._content_aware = preprocess.static_shape is None and takes_sizes
 
     @classmethod
     def from_checkpoint(

@@ -37,7 +37,7 @@ def test_served_dynamic_model_equals_detector(dynamic_model_dir):
                                                                    (40, 200, 3)]]
     expected = Detector(dynamic_model_dir)(images, channel_order="rgb")
     assert all(len(d) > 0 for d in expected)
-    with serve(dynamic_model_dir, name="dynamic", max_queue_delay_us=20000) as server:
+    with serve(dynamic_model_dir, name="dynamic", max_batch_size=4, max_queue_delay_us=20000) as server:
         with Client(server.url, model="dynamic") as client:
             served = client.detect(images, channel_order="rgb")
     for ours, ref in zip(served, expected):
