@@ -105,14 +105,22 @@ class Detections:
                 out[-1]["segmentation"] = encode_rle(self.masks[i])
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, masks: bool = True) -> dict[str, Any]:
+        """JSON-ready: ``boxes`` (3 decimals), ``scores`` (5), ``labels``, ``names`` and,
+        with masks (unless ``masks=False``), ``masks``: one COCO compressed RLE per
+        detection (``sdk.masks.decode_rle`` inverts it; needs pycocotools)."""
+        out = {
             # float64 before rounding: a rounded float32 prints as 295.4100036621094
             "boxes": np.round(self.boxes.astype(np.float64), 3).tolist(),
             "scores": np.round(self.scores.astype(np.float64), 5).tolist(),
             "labels": self.labels.tolist(),
             "names": self.names,
         }
+        if masks and self.masks is not None:
+            from sdk.masks import encode_rle
+
+            out["masks"] = [encode_rle(mask) for mask in self.masks]
+        return out
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)

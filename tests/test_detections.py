@@ -115,3 +115,17 @@ def test_plot_draws_the_best_label_on_top_and_skips_low_scores():
     faint = Detections(np.array([box], np.float32), np.array([0.1], np.float32), np.array([3]))
     assert not faint.plot(image).any()  # below the default 0.3
     assert faint.plot(image, score_thr=0.05).any()
+
+
+def test_to_dict_carries_masks_as_rle():
+    pytest.importorskip("pycocotools")
+    from sdk.masks import decode_rle
+
+    masks = np.zeros((3, 6, 8), bool)
+    masks[0, 1:4, 2:5] = True
+    masks[2, :, 7] = True
+    data = json.loads(_dets(masks=masks).to_json())
+    assert len(data["masks"]) == 3 and data["masks"][0]["size"] == [6, 8]
+    for encoded, mask in zip(data["masks"], masks):
+        np.testing.assert_array_equal(decode_rle(encoded), mask)
+    assert "masks" not in _dets().to_dict()

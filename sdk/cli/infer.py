@@ -11,6 +11,7 @@ still written, and the exit status is 1 when any image failed.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 from pathlib import Path
@@ -127,9 +128,26 @@ def _write_result(out_dir: Path, path: Path, stem: str, image, dets, *, draw: bo
     import cv2
 
     h, w = image.shape[:2]
-    record = {"image": str(path), "width": w, "height": h, **dets.to_dict()}
+    record = {"image": str(path), "width": w, "height": h, **dets.to_dict(masks=_can_encode_masks(dets))}
     (out_dir / f"{stem}.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
     if draw:
         target = out_dir / f"{stem}{path.suffix.lower() or '.jpg'}"
         if not cv2.imwrite(str(target), dets.plot(image, score_thr=0.0, channel_order="rgb")):
             log.warning("could not write %s", target)
+
+
+def _can_encode_masks(dets) -> bool:
+    return dets.masks is not None and _rle_available()
+
+
+@functools.cache
+def _rle_available() -> bool:
+    """Masks go into the JSON as COCO RLE when pycocotools is installed; without it (a
+    runtime-only install) the boxes are still written and one warning says what to add."""
+    import importlib.util
+
+    available = importlib.util.find_spec("pycocotools") is not None
+    if not available:
+        log.warning("masks left out of the JSON files: encoding them as COCO RLE needs pycocotools "
+                    "(pip install 'sdk-detect[serve]' or pycocotools)")
+    return available
