@@ -24,11 +24,11 @@ import onnx
 import torch
 
 from sdk.errors import ConfigError, SDKError
+from sdk.runtime.base import SIZES_INPUT  # a dynamic-shape graph's second input, int64 [B, 2]
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "images"
-SIZES_INPUT_NAME = "image_sizes"  # a dynamic-shape graph's second input, int64 [B, 2]
 OUTPUT_NAMES = ("num_dets", "boxes", "scores", "labels")
 DEFAULT_OPSET = 18
 SDK_DOMAIN = "sdk"
@@ -66,7 +66,7 @@ def export_onnx(
             the graph takes a second input ``image_sizes`` int64 [B, 2]: each image's
             content (h, w) at the top left (torchvision's ``ImageList.image_sizes``).
 
-    Returns ``Path(out_path)``. Graph input ``images``; outputs ``num_dets`` int32
+    Returns ``Path(out_path)``. Graph input ``images`` (and ``image_sizes`` with ``dynamic_hw``); outputs ``num_dets`` int32
     [B, 1], ``boxes`` float32 [B, K, 4], ``scores`` float32 [B, K], ``labels`` int32 [B, K]
     and, for a module whose ``output_names`` add it (``MaskRCNNDeploy``), ``masks``
     float32 [B, K, M, M].
@@ -106,7 +106,7 @@ def export_onnx(
                 dynamo=True,
                 opset_version=opset,
                 custom_translation_table=translation_table(flavor, opset),
-                input_names=[INPUT_NAME, SIZES_INPUT_NAME][: len(inputs)],
+                input_names=[INPUT_NAME, SIZES_INPUT][: len(inputs)],
                 output_names=list(getattr(deploy_module, "output_names", OUTPUT_NAMES)),
                 dynamic_shapes=dynamic_shapes,
                 external_data=False,

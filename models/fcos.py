@@ -18,7 +18,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from sdk.errors import ConfigError
 from sdk.models.backbones import resnet50_fpn, tiny_resnet_fpn
 from sdk.models.dense_postprocess import select_detections, split_levels
-from sdk.models.inputs import as_image_list, check_images, check_targets, content_sizes, zero_padding
+from sdk.models.inputs import as_image_list, check_images, check_targets, clip_sizes, zero_padding
 from sdk.models.presets import KEEP_RATIO_800_1333, TINY_320
 from sdk.models.registry import register_model
 
@@ -96,7 +96,7 @@ class FCOS(nn.Module):
                 self.match_locations(a, t["boxes"], locations_per_level) for a, t in zip(anchors, targets)
             ]
             return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
-        return self.postprocess_detections(head_outputs, anchors, features, content_sizes(images, image_sizes))
+        return self.postprocess_detections(head_outputs, anchors, features, clip_sizes(images, image_sizes))
 
     def match_locations(self, anchors: Tensor, gt_boxes: Tensor, locations_per_level: list[int]) -> Tensor:
         """Assign each location to a ground-truth box (torchvision's ``FCOS.compute_loss`` rule).

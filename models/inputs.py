@@ -50,7 +50,7 @@ def zero_padding(images: Tensor, image_sizes: Tensor) -> Tensor:
     return torch.where(inside.unsqueeze(1), images, torch.zeros_like(images))
 
 
-def content_sizes(images: Tensor, image_sizes: Tensor | None) -> list[tuple[int, int]]:
+def clip_sizes(images: Tensor, image_sizes: Tensor | None) -> list[tuple[int, int]]:
     """Per image, the (h, w) its boxes are clipped to: ``image_sizes`` or the input's (H, W)."""
     if image_sizes is None:
         return [(int(images.shape[-2]), int(images.shape[-1]))] * images.shape[0]

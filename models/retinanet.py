@@ -20,7 +20,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from sdk.models.backbones import resnet50_fpn, tiny_resnet_fpn
 from sdk.models.dense_postprocess import select_detections, split_levels
-from sdk.models.inputs import as_image_list, check_images, check_targets, content_sizes, zero_padding
+from sdk.models.inputs import as_image_list, check_images, check_targets, clip_sizes, zero_padding
 from sdk.models.presets import KEEP_RATIO_800_1333, TINY_320
 from sdk.models.registry import register_model
 
@@ -82,7 +82,7 @@ class RetinaNet(nn.Module):
         anchors = self.anchor_generator(as_image_list(images), features)
         if self.training:
             return self.compute_loss(check_targets(targets, images.shape[0]), head_outputs, anchors)
-        return self.postprocess_detections(head_outputs, anchors, features, content_sizes(images, image_sizes))
+        return self.postprocess_detections(head_outputs, anchors, features, clip_sizes(images, image_sizes))
 
     def compute_loss(
         self, targets: list[dict[str, Tensor]], head_outputs: dict[str, Tensor], anchors: list[Tensor]

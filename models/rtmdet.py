@@ -22,7 +22,7 @@ from torchvision.ops import generalized_box_iou_loss
 
 from sdk.models.cspnext import CSPNeXt, CSPNeXtPAFPN, CSPNeXtWithPAFPN
 from sdk.models.dense_postprocess import select_detections, split_levels
-from sdk.models.inputs import as_image_list, check_images, check_targets, content_sizes, zero_padding
+from sdk.models.inputs import as_image_list, check_images, check_targets, clip_sizes, zero_padding
 from sdk.models.presets import RTMDET_640, TINY_320
 from sdk.models.registry import register_model
 from sdk.models.rtmdet_assigner import dynamic_soft_label_assign, quality_focal_loss
@@ -84,7 +84,7 @@ class RTMDet(nn.Module):
         if self.training:
             return self.compute_loss(check_targets(targets, images.shape[0]), head_outputs, anchors[0])
         outputs, anchors_by_level = split_levels(head_outputs, anchors, features)
-        sizes = content_sizes(images, image_sizes)
+        sizes = clip_sizes(images, image_sizes)
         return [
             select_detections(
                 scores=[torch.sigmoid(level[i]) for level in outputs["cls_logits"]],

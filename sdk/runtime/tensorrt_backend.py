@@ -111,10 +111,16 @@ def output_shapes(outputs: Sequence[TensorSpec], batch: int) -> dict[str, tuple[
     return shapes
 
 
-def check_input_hw(hw: Sequence[int], largest: Sequence[int], divisor: int) -> None:
-    """``ValueError`` unless the batch's (H, W) fits the engine's profile: at most
-    ``largest`` and a multiple of ``divisor`` (1 for a static engine, whose size is fixed)."""
+def check_input_hw(hw: Sequence[int], largest: Sequence[int], divisor: int | None) -> None:
+    """``ValueError`` unless the batch's (H, W) fits the engine's profile: a multiple of
+    ``divisor`` up to ``largest`` (a dynamic-shape engine), or exactly ``largest`` when
+    ``divisor`` is None (a static engine)."""
     h, w = (int(v) for v in hw)
+    if divisor is None:
+        if (h, w) != tuple(largest):
+            raise ValueError(f"input {h}x{w}: the engine takes {largest[0]}x{largest[1]} only "
+                             "(preprocess images with the model_dir's record)")
+        return
     if h > largest[0] or w > largest[1] or h % divisor or w % divisor or min(h, w) < 1:
         raise ValueError(f"input {h}x{w} is outside the engine's profile: multiples of {divisor} up to "
                          f"{largest[0]}x{largest[1]} (preprocess images with the model_dir's record)")
@@ -171,7 +177,7 @@ class TensorRTBackend:
         self._outputs = [s for s in manifest.outputs if s.name in self.output_names]
         self._buffers: dict[int, dict[str, int]] = {}  # batch size -> {tensor: device pointer}
         (h, w), self._largest_hw = input_hw_bounds(manifest)
-        self._divisor = manifest.preprocess.pad_divisor if manifest.input.hw == (-1, -1) else 1
+        self._divisor = manifest.preprocess.pad_divisor if manifest.input.hw == (-1, -1) else None
         if warmup:
             self.infer(np.zeros((self.min_batch, 3, h, w), self.input_dtype))
 

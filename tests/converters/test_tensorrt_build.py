@@ -187,7 +187,9 @@ def test_engine_input_must_fit_the_profile():
     from sdk.runtime.tensorrt_backend import check_input_hw
 
     check_input_hw((800, 1088), (1344, 1344), 32)
-    check_input_hw((320, 480), (320, 480), 1)  # a static engine
+    check_input_hw((320, 480), (320, 480), None)  # a static engine: its one size
+    with pytest.raises(ValueError, match="takes 320x480 only"):
+        check_input_hw((320, 448), (320, 480), None)
     for hw in ((800, 1090), (1376, 32), (0, 32)):
         with pytest.raises(ValueError, match="outside the engine's profile"):
             check_input_hw(hw, (1344, 1344), 32)
